@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private helpers shared by the library's files: error reporting, logging, wiping. */
+#ifndef EDGETRUST_INTERNAL_H
+#define EDGETRUST_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edgetrust/edgetrust.h"
+
+#define ET_HIDDEN __attribute__((visibility("hidden")))
+
+/* Records a detailed message for et_errmsg(), logs it at ERR, and returns err. */
+ET_HIDDEN int et_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ET_HIDDEN void et_clear_error(void);
+ET_HIDDEN void et_log(et_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Wipe then free; accepts NULL. */
+ET_HIDDEN void et_freezero(void *p, size_t len);
+
+#endif
