@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Opening the TPM: TCTI resolution (argument, EDGETRUST_TCTI, TPM2TOOLS_TCTI, then
+ * device:/dev/tpmrm0), the TCTI loader called with an explicit name so its silent fallback to a
+ * simulator never happens, and the ESAPI context. Also the flush/close helpers of lib/tpm.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "tpm.h"
+
+#define ET_TCTI_DEFAULT "device:/dev/tpmrm0"
+
+static const char *tcti_choose(const char *arg, const char **ret_source)
+{
+	const char *env;
+
+	if (arg) {
+		*ret_source = "--tcti";
+		return arg;
+	}
+	/* An empty variable counts as unset, as it does for tpm2-tools. */
+	env = getenv("EDGETRUST_TCTI");
+	if (env && *env) {
+		*ret_source = "EDGETRUST_TCTI";
+		return env;
+	}
+	env = getenv("TPM2TOOLS_TCTI");
+	if (env && *env) {
+		*ret_source = "TPM2TOOLS_TCTI";
+		return env;
+	}
+	*ret_source = "the default";
+	return ET_TCTI_DEFAULT;
+}
+
+/*
+ * For the device TCTI the kernel tells us more than the TCTI's IO error: name the missing node
+ * or the refused permission. Returns 0 when nothing specific is wrong with the node.
+ */
+static int device_diagnose(const char *conf, const char *tcti, const char *source)
+{
+	const char *path = conf && *conf ? conf : "/dev/tpm0";
+	struct stat st;
+
+	if (stat(path, &st) < 0 && errno == ENOENT)
+		return et_fail(ET_E_TPM_UNREACHABLE,
+			       "TPM unreachable: %s (TCTI '%s', from %s) does not exist. Check that the "
+			       "kernel TPM driver is loaded (on the CM4 with SLB9670: "
+			       "dtoverlay=slb9670-tpm in config.txt; `dmesg | grep -i tpm`), or give "
+			       "another TCTI with --tcti or EDGETRUST_TCTI",
+			       path, tcti, source);
+	if (access(path, R_OK | W_OK) < 0 && errno == EACCES)
+		return et_fail(ET_E_PERMISSION,
+			       "TPM unreachable: no permission to open %s (TCTI '%s', from %s). Run as "
+			       "root or as a member of the group owning %s (usually 'tss')",
+			       path, tcti, source, path);
+	return 0;
+}
+
+int et_ctx_new(const char *tcti, et_ctx **ret)
+{
+	const char *source = NULL;
+	const char *chosen;
+	char *name = NULL, *conf = NULL, *colon;
+	et_ctx *ctx = NULL;
+	TSS2_RC rc;
+	int r;
+
+	et_clear_error();
+	if (!ret)
+		return et_fail(ET_E_INVALID, "et_ctx_new: ret is NULL");
+	chosen = tcti_choose(tcti, &source);
+	/* The loader would treat an empty name as "try every TCTI it knows"; refuse it. */
+	if (!*chosen || *chosen == ':')
+		return et_fail(ET_E_INVALID,
+			       "TCTI '%s' (from %s) names no TCTI; use e.g. device:/dev/tpmrm0, "
+			       "swtpm:host=127.0.0.1,port=2321 or tabrmd:",
+			       chosen, source);
+	ctx = calloc(1, sizeof(*ctx));
+	name = strdup(chosen);
+	if (!ctx || !name) {
+		r = et_fail(ET_E_NOMEM, "out of memory opening the TPM");
+		goto out;
+	}
+	colon = strchr(name, ':');
+	if (colon) {
+		*colon = '\0';
+		conf = colon + 1;
+	}
+	ctx->tcti_conf = strdup(chosen);
+	if (!ctx->tcti_conf) {
+		r = et_fail(ET_E_NOMEM, "out of memory opening the TPM");
+		goto out;
+	}
+	rc = Tss2_TctiLdr_Initialize_Ex(name, conf, &ctx->tcti);
+	if (rc != TSS2_RC_SUCCESS) {
+		ctx->tcti = NULL;
+		if (strcmp(name, "device") == 0) {
+			r = device_diagnose(conf, chosen, source);
+			if (r < 0)
+				goto out;
+		}
+		if (rc == TSS2_TCTI_RC_NOT_SUPPORTED) {
+			r = et_fail(ET_E_TPM_UNREACHABLE,
+				    "TPM unreachable: no TCTI named '%s' is installed "
+				    "(libtss2-tcti-%s.so.0; TCTI '%s' from %s). Use device:/dev/tpmrm0, "
+				    "swtpm:host=H,port=P, mssim:host=H,port=P or tabrmd: [%s, 0x%x]",
+				    name, name, chosen, source, Tss2_RC_Decode(rc), rc);
+			goto out;
+		}
+		r = et_fail(ET_E_TPM_UNREACHABLE,
+			    "TPM unreachable through TCTI '%s' (from %s): %s (0x%x). Check that the "
+			    "TPM or simulator is running and that the TCTI string is right "
+			    "(device:/dev/tpmrm0, swtpm:host=H,port=P, mssim:host=H,port=P, tabrmd:); "
+			    "set it with --tcti or EDGETRUST_TCTI",
+			    chosen, source, Tss2_RC_Decode(rc), rc);
+		goto out;
+	}
+	rc = Esys_Initialize(&ctx->esys, ctx->tcti, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		ctx->esys = NULL;
+		r = et_tpm_fail(rc, "initialising the TPM connection");
+		goto out;
+	}
+	et_log(ET_LOG_DEBUG, "TPM opened through TCTI '%s' (from %s)", chosen, source);
+	*ret = ctx;
+	ctx = NULL;
+	r = 0;
+out:
+	free(name);
+	et_ctx_free(ctx);
+	return r;
+}
+
+void et_ctx_free(et_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->esys)
+		Esys_Finalize(&ctx->esys);
+	if (ctx->tcti)
+		Tss2_TctiLdr_Finalize(&ctx->tcti);
+	free(ctx->tcti_conf);
+	free(ctx);
+}
+
+const char *et_ctx_tcti(const et_ctx *ctx)
+{
+	return ctx && ctx->tcti_conf ? ctx->tcti_conf : "";
+}
+
+ESYS_CONTEXT *et_ctx_esys(et_ctx *ctx)
+{
+	return ctx ? ctx->esys : NULL;
+}
+
+void et_tpm_flush(et_ctx *ctx, ESYS_TR *handle)
+{
+	TSS2_RC rc;
+
+	if (!ctx || !handle || *handle == ESYS_TR_NONE)
+		return;
+	rc = Esys_FlushContext(ctx->esys, *handle);
+	if (rc != TSS2_RC_SUCCESS) {
+		/* The handle is useless either way; forget it so a later free does not touch it. */
+		et_log(ET_LOG_WARNING, "could not flush a TPM session or object: %s (0x%x)",
+		       Tss2_RC_Decode(rc), rc);
+		(void)Esys_TR_Close(ctx->esys, handle);
+	}
+	*handle = ESYS_TR_NONE;
+}
+
+void et_tpm_close(et_ctx *ctx, ESYS_TR *handle)
+{
+	if (!ctx || !handle || *handle == ESYS_TR_NONE)
+		return;
+	(void)Esys_TR_Close(ctx->esys, handle);
+	*handle = ESYS_TR_NONE;
+}
+
+int et_tpm_tr_from_handle(et_ctx *ctx, TPM2_HANDLE handle, ESYS_TR *ret)
+{
+	char what[96];
+	ESYS_TR tr = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	if (!ctx || !ret)
+		return et_fail(ET_E_INVALID, "et_tpm_tr_from_handle: NULL argument");
+	rc = Esys_TR_FromTPMPublic(ctx->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				   &tr);
+	if (rc != TSS2_RC_SUCCESS) {
+		snprintf(what, sizeof(what), "reading the public area of handle 0x%08x", handle);
+		return et_tpm_fail_handle(rc, handle, what);
+	}
+	*ret = tr;
+	return 0;
+}
