@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Writes the small seed corpora in fuzz/corpus/<target>/ (run after changing a format).
+
+Envelopes are sealed with the real et_envelope_seal (through ctypes on the built library) to the
+throw-away key in envelope_test_key.h, so the fuzzer starts from inputs that open.
+Usage: fuzz/make-seeds.py [BUILD_DIR]   (default: build)
+"""
+import ctypes
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "build")
+
+
+def test_key_pem():
+    with open(os.path.join(HERE, "envelope_test_key.h")) as f:
+        lines = re.findall(r'^\t"(.*)\\n"$', f.read(), re.M)
+    return "\n".join(lines) + "\n"
+
+
+def public_pem(priv):
+    return subprocess.run(["openssl", "pkey", "-pubout"], input=priv.encode(),
+                          stdout=subprocess.PIPE, check=True).stdout
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def envelopes(lib, pub):
+    lib.et_envelope_seal.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint32,
+                                     ctypes.c_char_p, ctypes.c_size_t,
+                                     ctypes.POINTER(ctypes.c_void_p),
+                                     ctypes.POINTER(ctypes.c_size_t)]
+    libc = ctypes.CDLL(None)
+    libc.free.argtypes = [ctypes.c_void_p]
+    cases = [("A1", 1, b""), ("DEV-000123", 7, b'{"user":"dev","password":"pw"}'),
+             ("x" * 64, 0xFFFFFFFF, bytes(range(256)) * 2)]
+    out = []
+    for serial, ver, pt in cases:
+        blob = ctypes.c_void_p()
+        n = ctypes.c_size_t()
+        r = lib.et_envelope_seal(pub, serial.encode(), ver, pt, len(pt), ctypes.byref(blob),
+                                 ctypes.byref(n))
+        if r != 0:
+            raise SystemExit(f"et_envelope_seal failed: {r}")
+        out.append(ctypes.string_at(blob, n.value))
+        libc.free(blob)
+    return out
+
+
+def main():
+    lib = ctypes.CDLL(os.path.join(BUILD, "lib", "libedgetrust.so"))
+    priv = test_key_pem()
+    pub = public_pem(priv)
+    envs = envelopes(lib, pub)
+    for i, e in enumerate(envs):
+        write("envelope", f"sealed-{i}", e)
+    e = envs[1]
+    write("envelope", "truncated-header", e[:40])
+    write("envelope", "trailing-byte", e + b"\0")
+    write("envelope", "bad-magic", b"ETE2" + e[4:])
+    write("envelope", "empty", b"")
+    write("pem", "rsa2048.pem", pub)
+    write("pem", "ec-p256.pem", subprocess.run(
+        ["openssl", "pkey", "-pubout"], stdout=subprocess.PIPE, check=True,
+        input=subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                              "ec_paramgen_curve:P-256"], stdout=subprocess.PIPE,
+                             check=True).stdout).stdout)
+    write("pem", "garbage.pem", b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+
+
+if __name__ == "__main__":
+    main()
