@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Modbus poller: one poll group per [modbus.<device>], read over libmodbus (TCP or RTU)
+ * with the fewest requests, every point reported through a callback with a quality mark.
+ * Single-threaded; the caller owns the clock and the loop (see et_poller_next_due_ms).
+ */
+#ifndef EDGETRUST_AGENT_MODBUS_POLL_H
+#define EDGETRUST_AGENT_MODBUS_POLL_H
+
+#include <stdint.h>
+
+#include "agent_config.h"
+#include "mbvalue.h" /* enum et_quality */
+
+struct et_reading {
+	const char *device, *point, *unit; /* valid during the callback; unit "" if none */
+	double value;                      /* scaled; 0 unless quality == ET_Q_OK */
+	int64_t ts_ms;                     /* wall clock (CLOCK_REALTIME), ms */
+	enum et_quality quality;
+	int exception_code; /* Modbus exception code when quality == ET_Q_EXCEPTION, else 0 */
+};
+typedef void (*et_reading_cb)(const struct et_reading *r, void *userdata);
+
+/* Optional: state changes (device reachable/unreachable, plan fallbacks), never per poll. */
+typedef void (*et_poller_log_fn)(et_log_level level, const char *msg, void *userdata);
+
+struct et_poller;
+
+/* Copies everything it needs from cfg (cfg may be freed afterwards). Opens no connection yet. */
+int et_poller_new(const struct et_agent_config *cfg, struct et_poller **ret);
+void et_poller_set_log(struct et_poller *p, et_poller_log_fn fn, void *userdata);
+/*
+ * now_ms and every time below: a monotonic clock in ms (CLOCK_MONOTONIC). Returns when the
+ * next group is due (<= now_ms if one is due now; now_ms + 86400000 if nothing is configured).
+ */
+int64_t et_poller_next_due_ms(struct et_poller *p, int64_t now_ms);
+/*
+ * Polls every group due at now_ms (blocking I/O, at most about one timeout_ms per group whose
+ * device does not answer; a device that is down is retried with backoff 0.25 s doubling to
+ * 30 s and its points are reported with ET_Q_IO meanwhile). Calls cb once per point per
+ * group polled. Returns the number of groups polled (>= 0) or ET_E_INVALID.
+ */
+int et_poller_run_due(struct et_poller *p, int64_t now_ms, et_reading_cb cb, void *userdata);
+/* Live setting: poll interval of one device, 10..86400000 ms. ET_E_INVALID for an unknown
+ * device or an out-of-range value. The next poll is due poll_ms after the last one. */
+int et_poller_set_poll_ms(struct et_poller *p, const char *device, unsigned poll_ms);
+/*
+ * Replaces devices and register maps with cfg's. Connections whose settings did not change
+ * are kept, as is the schedule of devices that keep their name; poll_ms comes from cfg (live
+ * overrides made with et_poller_set_poll_ms must be applied again). On failure p is unchanged.
+ */
+int et_poller_reconfigure(struct et_poller *p, const struct et_agent_config *cfg);
+/* Accepts NULL. Closes every connection. */
+void et_poller_free(struct et_poller *p);
+
+/* Counters for tests and benchmarks (since et_poller_new). */
+struct et_poller_stats {
+	uint64_t requests;    /* Modbus read requests sent */
+	uint64_t failures;    /* requests that did not return data */
+	uint64_t connects;    /* successful connects */
+	uint64_t connect_failures;
+};
+void et_poller_get_stats(const struct et_poller *p, struct et_poller_stats *ret);
+
+#endif
