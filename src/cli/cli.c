@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#define _GNU_SOURCE /* mkostemp */
+/* Helpers shared by the edgetrust commands (see cli.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const struct option common_opts[] = {
+	{"tcti", required_argument, NULL, CLI_OPT_TCTI},
+	{"json", no_argument, NULL, CLI_OPT_JSON},
+	{"help", no_argument, NULL, CLI_OPT_HELP},
+	{"verbose", no_argument, NULL, CLI_OPT_VERBOSE},
+};
+#define N_COMMON (sizeof(common_opts) / sizeof(common_opts[0]))
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("edgetrust: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'edgetrust %s--help'.\n", cmd ? cmd : "");
+	return CLI_EXIT_USAGE;
+}
+
+int cli_parse(struct cli *cli, int argc, char **argv, const struct option *own,
+	      const char *own_short, int (*on_opt)(int val, const char *arg, void *userdata),
+	      void *userdata, int *ret_optind)
+{
+	struct option opts[32];
+	char shorts[32];
+	size_t n = 0;
+	int c, r;
+
+	for (; own && own[n].name; n++)
+		if (n + N_COMMON + 1 >= sizeof(opts) / sizeof(opts[0]))
+			return CLI_EXIT_INTERNAL;
+	if (n)
+		memcpy(opts, own, n * sizeof(*own));
+	memcpy(opts + n, common_opts, sizeof(common_opts));
+	memset(&opts[n + N_COMMON], 0, sizeof(opts[0]));
+	if (snprintf(shorts, sizeof(shorts), "+:%sv", own_short ? own_short : "") >=
+	    (int)sizeof(shorts))
+		return CLI_EXIT_INTERNAL;
+
+	optind = 0; /* GNU getopt: full reinitialisation for a new argv */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+		switch (c) {
+		case CLI_OPT_TCTI:
+			cli->tcti = optarg;
+			break;
+		case CLI_OPT_JSON:
+			cli->json = true;
+			break;
+		case 'v':
+		case CLI_OPT_VERBOSE:
+			cli->verbose++;
+			break;
+		case CLI_OPT_HELP:
+			/* main answers --help before running a command; never reached. */
+			return CLI_EXIT_USAGE;
+		case ':':
+			return cli_usage_error(NULL, "%s: option '%s' needs a value", argv[0],
+					       argv[optind - 1]);
+		case '?':
+			if (optopt)
+				return cli_usage_error(NULL, "%s: unknown option '-%c'", argv[0],
+						       optopt);
+			return cli_usage_error(NULL, "%s: unknown option '%s'", argv[0],
+					       argv[optind - 1]);
+		default:
+			if (!on_opt)
+				return CLI_EXIT_INTERNAL;
+			r = on_opt(c, optarg, userdata);
+			if (r)
+				return r;
+		}
+	}
+	*ret_optind = optind;
+	return 0;
+}
+
+int cli_positional(const char *cmd, int have, int min, int max)
+{
+	if (have < min)
+		return cli_usage_error(NULL, "%s: missing argument", cmd);
+	if (max >= 0 && have > max)
+		return cli_usage_error(NULL, "%s: too many arguments", cmd);
+	return 0;
+}
+
+int cli_error(int err)
+{
+	fprintf(stderr, "edgetrust: %s\n", et_errmsg());
+	return cli_exit_code(err);
+}
+
+int cli_open(struct cli *cli, et_ctx **ret)
+{
+	int r;
+
+	/* tpm2-tss prints its own ERROR lines to stderr; our message already says it all. */
+	if (cli->verbose < 3 && !getenv("TSS2_LOG"))
+		setenv("TSS2_LOG", "all+NONE", 1);
+	r = et_ctx_new(cli->tcti, ret);
+	return r < 0 ? cli_error(r) : 0;
+}
+
+int cli_parse_u32(const char *s, uint32_t *ret)
+{
+	unsigned long long v;
+	char *end = NULL;
+	int base = 10;
+
+	if (!s || !*s)
+		return -1;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		s += 2;
+	}
+	/* strtoull accepts leading blanks and signs; a handle has neither. */
+	for (const char *p = s; *p; p++)
+		if (!(base == 16 ? ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
+				    (*p >= 'A' && *p <= 'F'))
+				 : (*p >= '0' && *p <= '9')))
+			return -1;
+	if (!*s)
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, base);
+	if (errno || *end || v > UINT32_MAX)
+		return -1;
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+int cli_parse_nv_index(const char *s, uint32_t *ret)
+{
+	uint32_t v;
+
+	if (cli_parse_u32(s, &v) < 0 || (v >> 24) != 0x01) {
+		fprintf(stderr,
+			"edgetrust: '%s' is not an NV index; give a handle from 0x01000000 to "
+			"0x01ffffff (default 0x%08x)\n",
+			s, ET_NV_SERIAL_INDEX_DEFAULT);
+		return CLI_EXIT_INVALID;
+	}
+	*ret = v;
+	return 0;
+}
+
+int cli_parse_persistent(const char *s, uint32_t *ret)
+{
+	uint32_t v;
+
+	if (cli_parse_u32(s, &v) < 0 || (v >> 24) != 0x81) {
+		fprintf(stderr,
+			"edgetrust: '%s' is not a persistent handle; give a handle from 0x81000000 "
+			"to 0x81ffffff (device key default 0x%08x)\n",
+			s, ET_DEVICE_KEY_HANDLE_DEFAULT);
+		return CLI_EXIT_INVALID;
+	}
+	*ret = v;
+	return 0;
+}
+
+int cli_read_in(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
+{
+	bool is_stdin = !path || strcmp(path, "-") == 0;
+	const char *name = is_stdin ? "standard input" : path;
+	uint8_t *buf = NULL, *nbuf;
+	size_t len = 0, cap = 0;
+	int fd, r;
+
+	fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		fprintf(stderr, "edgetrust: cannot open %s: %s\n", path, strerror(errno));
+		return errno == EACCES ? CLI_EXIT_PERMISSION : CLI_EXIT_IO;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			cap = cap ? cap * 2 : 4096;
+			if (cap > max + 1)
+				cap = max + 1;
+			nbuf = realloc(buf, cap + 1);
+			if (!nbuf) {
+				r = CLI_EXIT_INTERNAL;
+				fprintf(stderr, "edgetrust: out of memory reading %s\n", name);
+				goto out;
+			}
+			buf = nbuf;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "edgetrust: cannot read %s: %s\n", name, strerror(errno));
+			r = CLI_EXIT_IO;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max) {
+			fprintf(stderr, "edgetrust: %s holds more than %zu bytes\n", name, max);
+			r = CLI_EXIT_TOO_LARGE;
+			goto out;
+		}
+	}
+	if (!buf) {
+		buf = malloc(1);
+		if (!buf) {
+			r = CLI_EXIT_INTERNAL;
+			goto out;
+		}
+	}
+	buf[len] = '\0';
+	*ret = buf;
+	*ret_len = len;
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	if (!is_stdin)
+		close(fd);
+	return r;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int cli_write_out(const char *path, const void *data, size_t len)
+{
+	char tmp[PATH_MAX];
+	int fd, r;
+
+	if (!path || strcmp(path, "-") == 0) {
+		if (write_all(STDOUT_FILENO, data, len) < 0) {
+			fprintf(stderr, "edgetrust: cannot write to standard output: %s\n",
+				strerror(errno));
+			return CLI_EXIT_IO;
+		}
+		return 0;
+	}
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp)) {
+		fprintf(stderr, "edgetrust: path too long: %s\n", path);
+		return CLI_EXIT_INVALID;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
+	if (fd < 0) {
+		fprintf(stderr, "edgetrust: cannot create a file next to %s: %s\n", path,
+			strerror(errno));
+		return errno == EACCES ? CLI_EXIT_PERMISSION : CLI_EXIT_IO;
+	}
+	if (fchmod(fd, 0600) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+		fprintf(stderr, "edgetrust: cannot write %s: %s\n", tmp, strerror(errno));
+		r = CLI_EXIT_IO;
+		close(fd);
+		unlink(tmp);
+		return r;
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0) {
+		fprintf(stderr, "edgetrust: cannot write %s: %s\n", path, strerror(errno));
+		unlink(tmp);
+		return CLI_EXIT_IO;
+	}
+	return 0;
+}
+
+int cli_read_auth(const char *path, et_secret **ret)
+{
+	et_secret *s = NULL;
+	size_t len;
+	int r;
+
+	/* 64 bytes is the largest authValue a TPM takes (sizeof(TPMU_HA)). */
+	r = et_secret_read_file(path, 65, &s);
+	if (r < 0)
+		return cli_error(r);
+	len = et_secret_len(s);
+	if (len && et_secret_data(s)[len - 1] == '\n')
+		len--;
+	if (len && et_secret_data(s)[len - 1] == '\r')
+		len--;
+	et_secret_truncate(s, len);
+	if (len > 64) {
+		et_secret_free(s);
+		fprintf(stderr, "edgetrust: the password in %s is longer than 64 bytes\n",
+			strcmp(path, "-") == 0 ? "standard input" : path);
+		return CLI_EXIT_INVALID;
+	}
+	*ret = s;
+	return 0;
+}
+
+void cli_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+		switch (*p) {
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		default:
+			if (*p < 0x20)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f);
+		}
+	}
+	fputc('"', f);
+}
