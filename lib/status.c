@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tpm.h"
+#include "keys.h"
 
 static int get_cap(et_ctx *ctx, TPM2_CAP cap, UINT32 prop, UINT32 count,
 		   TPMS_CAPABILITY_DATA **ret)
@@ -42,6 +42,38 @@ static bool handle_listed(const TPMS_CAPABILITY_DATA *d, TPM2_HANDLE h)
 		if (d->data.handles.handle[i] == h)
 			return true;
 	return false;
+}
+
+/* key_ok and key_fpr for a present key; a key of the wrong kind is a finding, not a failure. */
+static int key_check(et_ctx *ctx, uint32_t key_handle, et_status *st)
+{
+	ESYS_TR tr = ESYS_TR_NONE;
+	TPM2B_PUBLIC pub;
+	char *pem = NULL;
+	int r;
+
+	r = et_tpm_tr_from_handle(ctx, key_handle, &tr);
+	if (r < 0)
+		goto out;
+	r = et_tpm_tr_public(ctx, tr, &pub);
+	if (r < 0)
+		goto out;
+	if (et_tpm_key_check(&pub, key_handle, ET_KEY_USE_DECRYPT) < 0) {
+		r = 0;
+		goto out;
+	}
+	r = et_key_public_pem(ctx, key_handle, &pem, st->key_fpr);
+	if (r == ET_E_KEY_TYPE || r == ET_E_PEM) {
+		r = 0;
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	st->key_ok = true;
+out:
+	free(pem);
+	et_tpm_close(ctx, &tr);
+	return r;
 }
 
 int et_status_get(et_ctx *ctx, uint32_t nv_index, uint32_t srk_handle, uint32_t key_handle,
@@ -135,8 +167,11 @@ int et_status_get(et_ctx *ctx, uint32_t nv_index, uint32_t srk_handle, uint32_t 
 	} else if (r != ET_E_NV_UNDEFINED) {
 		goto out;
 	}
-	/* The device key's fingerprint (et_key_public_pem) is added once lib/keys.c lands. */
-	st.key_ok = false;
+	if (st.key_present) {
+		r = key_check(ctx, key_handle, &st);
+		if (r < 0)
+			goto out;
+	}
 	*ret = st;
 	r = 0;
 out:

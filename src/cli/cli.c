@@ -28,7 +28,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'edgetrust %s--help'.\n", cmd ? cmd : "");
+	fprintf(stderr, "\nTry 'edgetrust %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
 	return CLI_EXIT_USAGE;
 }
 
@@ -70,13 +70,13 @@ int cli_parse(struct cli *cli, int argc, char **argv, const struct option *own,
 			/* main answers --help before running a command; never reached. */
 			return CLI_EXIT_USAGE;
 		case ':':
-			return cli_usage_error(NULL, "%s: option '%s' needs a value", argv[0],
+			return cli_usage_error(argv[0], "%s: option '%s' needs a value", argv[0],
 					       argv[optind - 1]);
 		case '?':
 			if (optopt)
-				return cli_usage_error(NULL, "%s: unknown option '-%c'", argv[0],
+				return cli_usage_error(argv[0], "%s: unknown option '-%c'", argv[0],
 						       optopt);
-			return cli_usage_error(NULL, "%s: unknown option '%s'", argv[0],
+			return cli_usage_error(argv[0], "%s: unknown option '%s'", argv[0],
 					       argv[optind - 1]);
 		default:
 			if (!on_opt)
@@ -93,9 +93,9 @@ int cli_parse(struct cli *cli, int argc, char **argv, const struct option *own,
 int cli_positional(const char *cmd, int have, int min, int max)
 {
 	if (have < min)
-		return cli_usage_error(NULL, "%s: missing argument", cmd);
+		return cli_usage_error(cmd, "%s: missing argument", cmd);
 	if (max >= 0 && have > max)
-		return cli_usage_error(NULL, "%s: too many arguments", cmd);
+		return cli_usage_error(cmd, "%s: too many arguments", cmd);
 	return 0;
 }
 

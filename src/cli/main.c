@@ -11,17 +11,15 @@
 
 /*
  * The command table. One row per command; a two-word name ("serial read") makes a group.
- * Keep it in the order of docs/edgetrust.md. tpm-keys: uncomment your rows when the
- * functions exist.
+ * Keep it in the order of docs/edgetrust.md. tpm-keys: replace the commented rows with
+ * yours (cmd_key.c, cmd_creds.c, declared in cli.h).
  */
 static const struct cli_command commands[] = {
-	/* provision: lands with lib/keys.c (et_key_create, et_key_public_pem).
-	 * {"provision", cmd_provision, "--serial SERIAL [--index IDX] [--key-handle H]",
-	 *  "factory provisioning: serial in NV, SRK, device key; prints the registration record",
-	 *  "  --serial SERIAL    the device's serial number (A-Z a-z 0-9 . _ -, at most 64)\n"
-	 *  "  --index IDX        NV index of the serial (default 0x01000000)\n"
-	 *  "  --key-handle H     persistent handle of the device key (default 0x81000002)\n"},
-	 */
+	{"provision", cmd_provision, "--serial SERIAL [--index IDX] [--key-handle H]",
+	 "factory provisioning: serial in NV, SRK, device key; prints the registration record",
+	 "  --serial SERIAL    the device's serial number (A-Z a-z 0-9 . _ -, at most 64)\n"
+	 "  --index IDX        NV index of the serial (default 0x01000000)\n"
+	 "  --key-handle H     persistent handle of the device key (default 0x81000002)\n"},
 	{"serial provision", cmd_serial_provision, "SERIAL [--index IDX]",
 	 "write the serial number once into a write-once NV index (idempotent)",
 	 "  --index IDX        NV index (default 0x01000000)\n"},
@@ -218,6 +216,7 @@ int main(int argc, char **argv)
 	}
 	argc -= words - 1;
 	argv += words - 1;
+	argv[0] = (char *)cmd->name; /* messages then name the whole command */
 	if (wants_help(argc, argv)) {
 		print_command_help(cmd);
 		return CLI_EXIT_OK;

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * edgetrust provision: the whole factory step in one idempotent command: serial into its
+ * write-once NV index, SRK, device key; prints the registration record the cloud needs.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+enum {
+	OPT_SERIAL = CLI_OPT_FIRST_OWN,
+	OPT_INDEX,
+	OPT_KEY_HANDLE,
+};
+
+struct provision_opts {
+	const char *serial;
+	uint32_t index;
+	uint32_t key_handle;
+};
+
+static int on_opt(int val, const char *arg, void *userdata)
+{
+	struct provision_opts *o = userdata;
+
+	switch (val) {
+	case OPT_SERIAL:
+		o->serial = arg;
+		return 0;
+	case OPT_INDEX:
+		return cli_parse_nv_index(arg, &o->index);
+	case OPT_KEY_HANDLE:
+		return cli_parse_persistent(arg, &o->key_handle);
+	default:
+		return CLI_EXIT_INTERNAL;
+	}
+}
+
+int cmd_provision(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"serial", required_argument, NULL, OPT_SERIAL},
+		{"index", required_argument, NULL, OPT_INDEX},
+		{"key-handle", required_argument, NULL, OPT_KEY_HANDLE},
+		{0},
+	};
+	struct provision_opts o = {.index = ET_NV_SERIAL_INDEX_DEFAULT,
+				   .key_handle = ET_DEVICE_KEY_HANDLE_DEFAULT};
+	bool serial_changed = false, key_created = false;
+	char fpr[65];
+	char *pem = NULL;
+	et_ctx *ctx = NULL;
+	int r, first;
+
+	r = cli_parse(cli, argc, argv, opts, NULL, on_opt, &o, &first);
+	if (r)
+		return r;
+	r = cli_positional("provision", argc - first, 0, 0);
+	if (r)
+		return r;
+	if (!o.serial)
+		return cli_usage_error("provision", "provision: --serial SERIAL is required");
+	if (strlen(o.serial) > ET_SERIAL_MAX) {
+		fprintf(stderr, "edgetrust: the serial number has %zu characters; at most %d are "
+			"allowed\n", strlen(o.serial), ET_SERIAL_MAX);
+		return CLI_EXIT_TOO_LARGE;
+	}
+	r = et_serial_validate(o.serial);
+	if (r < 0)
+		return cli_error(r);
+	r = cli_open(cli, &ctx);
+	if (r)
+		return r;
+	/* Serial first: it is the cheap, write-once part and names the device in every later
+	 * message; each step is idempotent, so a rerun after a failure continues where it
+	 * stopped. */
+	r = et_serial_provision(ctx, o.index, o.serial, &serial_changed);
+	if (r < 0)
+		goto fail;
+	r = et_key_create(ctx, o.key_handle, &key_created);
+	if (r < 0)
+		goto fail;
+	r = et_key_public_pem(ctx, o.key_handle, &pem, fpr);
+	if (r < 0)
+		goto fail;
+	fprintf(stderr, "edgetrust: serial %s %s at 0x%08x; device key %s at 0x%08x\n", o.serial,
+		serial_changed ? "written" : "already present", o.index,
+		key_created ? "created" : "already present", o.key_handle);
+	printf("{\"serial\":");
+	cli_json_str(stdout, o.serial);
+	printf(",\"pubkey_pem\":");
+	cli_json_str(stdout, pem);
+	printf(",\"fingerprint\":\"%s\"}\n", fpr);
+	r = CLI_EXIT_OK;
+	goto out;
+fail:
+	r = cli_error(r);
+out:
+	free(pem);
+	et_ctx_free(ctx);
+	return r;
+}
