@@ -1,0 +1,1197 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * edgetrustd, the device agent: reads its serial from TPM NV, registers once with the
+ * bootstrap login, logs in with credentials that only its TPM can open, polls Modbus devices,
+ * keeps every reading in a durable spool until the broker acknowledged it, and applies
+ * settings from the cloud and from the local operator.
+ *
+ * Threads: the main thread owns all state (TPM context, SQLite spool, settings, poller,
+ * control socket) and runs one event loop; each MQTT connection has a network thread that
+ * only queues events for the main thread (see mqtt.h). Documented in docs/edgetrustd.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "agent_config.h"
+#include "config.h"
+#include "credstore.h"
+#include "edgetrust/edgetrust.h"
+#include "modbus_poll.h"
+#include "mqtt.h"
+#include "register.h"
+#include "sdnotify.h"
+#include "settings.h"
+#include "spool.h"
+
+/* Exit codes: docs/exit-codes.md, section "edgetrustd". */
+enum {
+	EXIT_OK = 0,
+	EXIT_INTERNAL = 1,
+	EXIT_USAGE = 2,
+	EXIT_CONFIG = 3,
+	EXIT_NOT_PROVISIONED = 4,
+	EXIT_TPM = 5,
+	EXIT_DATA_DIR = 6,
+	EXIT_SPOOL = 7,
+	EXIT_KEY = 8,
+};
+
+#define RECS_PER_MSG 100
+#define SESSION_EXPIRY_S (7u * 24 * 3600)
+#define CTL_SOCKET "agent.sock"
+
+static volatile sig_atomic_t g_stop;
+static int g_log_level = ET_LOG_INFO;
+static bool g_journal;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+static void vlog_msg(et_log_level lvl, const char *fmt, va_list ap)
+{
+	static const char *const names[] = { [3] = "error", [4] = "warning", [6] = "info",
+					     [7] = "debug" };
+	char buf[2048];
+
+	if ((int)lvl > g_log_level)
+		return;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (g_journal)
+		fprintf(stderr, "<%d>%s\n", (int)lvl, buf);
+	else
+		fprintf(stderr, "edgetrustd: %s: %s\n", names[lvl & 7] ? names[lvl & 7] : "log", buf);
+}
+
+static void logm(et_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logm(et_log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog_msg(lvl, fmt, ap);
+	va_end(ap);
+}
+
+static void log_cb(et_log_level lvl, const char *msg, void *ud)
+{
+	(void)ud;
+	logm(lvl, "%s", msg);
+}
+
+/* cJSON parses decrypted credentials; wiping every block it frees leaves no copy behind. */
+static void wiping_free(void *p)
+{
+	if (p) {
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct inflight {
+	int mid;
+	int64_t lo, hi;
+};
+
+struct agent {
+	struct et_agent_config *cfg;
+	et_ctx *tpm;
+	char *serial;
+	char *pem;
+	char fpr[65];
+	struct et_spool *spool;
+	struct et_settings *settings;
+	struct et_poller *poller;
+	struct et_reg *reg;
+	struct et_mqtt *mqtt;
+	char ca_path[512];
+	char username[256];
+	uint32_t cred_version;
+	bool online;
+	int refusals;
+
+	/* Credential rotation in progress: new envelope kept until the broker accepts it. */
+	uint8_t *rot_blob;
+	size_t rot_len;
+	uint32_t rot_version;
+
+	/* Messages published and not yet acknowledged; cursor = highest seq handed out. */
+	struct inflight *infl;
+	size_t n_infl, window;
+	int64_t cursor;
+	int64_t hold_until_ms;
+
+	/* Readings of one poll round, accepted into the spool in one transaction. */
+	struct et_spool_rec *buf;
+	size_t nbuf, capbuf;
+	bool disk_full;
+
+	int64_t status_interval_ms, next_status_ms;
+	uint64_t wd_usec;
+	int64_t next_wd_ms;
+	int ctl_fd;
+	char t_telemetry[128], t_status[128], t_desired[128], t_reported[128], t_creds[128];
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: edgetrustd [-c FILE] [--version]\n"
+		   "  -c, --config FILE  configuration (default %s)\n"
+		   "  -V, --version      print the version and exit\n"
+		   "  -h, --help         this text\n"
+		   "See edgetrustd(8) and edgetrustd.conf(5).\n",
+		ET_CFG_DEFAULT_PATH);
+}
+
+/* ---- settings ------------------------------------------------------------------------------ */
+
+static const char *level_name(int lvl)
+{
+	switch (lvl) {
+	case ET_LOG_ERR:
+		return "err";
+	case ET_LOG_WARNING:
+		return "warning";
+	case ET_LOG_DEBUG:
+		return "debug";
+	default:
+		return "info";
+	}
+}
+
+static int level_parse(const char *s)
+{
+	if (strcmp(s, "err") == 0)
+		return ET_LOG_ERR;
+	if (strcmp(s, "warning") == 0)
+		return ET_LOG_WARNING;
+	if (strcmp(s, "debug") == 0)
+		return ET_LOG_DEBUG;
+	return ET_LOG_INFO;
+}
+
+static cJSON *settings_defaults(const struct et_agent_config *cfg)
+{
+	cJSON *d = cJSON_CreateObject();
+	char key[128];
+	size_t i;
+
+	cJSON_AddStringToObject(d, "log_level", level_name((int)cfg->agent.log_level));
+	cJSON_AddNumberToObject(d, "spool.max_records", cfg->spool.max_records);
+	cJSON_AddNumberToObject(d, "spool.batch", cfg->spool.batch);
+	cJSON_AddNumberToObject(d, "status_interval_s", 60);
+	for (i = 0; i < cfg->n_devices; i++) {
+		snprintf(key, sizeof(key), "modbus.%s.poll_ms", cfg->devices[i].name);
+		cJSON_AddNumberToObject(d, key, cfg->devices[i].poll_ms);
+	}
+	return d;
+}
+
+static void apply_settings(struct agent *a)
+{
+	char key[128];
+	size_t i;
+
+	g_log_level = level_parse(et_settings_str(a->settings, "log_level", "info"));
+	et_spool_set_max(a->spool, (uint64_t)et_settings_int(a->settings, "spool.max_records", 100000));
+	a->window = (size_t)et_settings_int(a->settings, "spool.batch", 100);
+	a->status_interval_ms = et_settings_int(a->settings, "status_interval_s", 60) * 1000;
+	for (i = 0; a->poller && i < a->cfg->n_devices; i++) {
+		const char *n = a->cfg->devices[i].name;
+
+		snprintf(key, sizeof(key), "modbus.%s.poll_ms", n);
+		if (et_poller_set_poll_ms(a->poller, n, (unsigned)et_settings_int(a->settings, key, 1000)) < 0)
+			logm(ET_LOG_WARNING, "could not apply %s", key);
+	}
+}
+
+static void publish_reported(struct agent *a)
+{
+	char *text = et_settings_report(a->settings);
+
+	if (text && a->mqtt && a->online)
+		et_mqtt_publish(a->mqtt, a->t_reported, text, strlen(text), true, NULL);
+	free(text);
+}
+
+/* ---- status -------------------------------------------------------------------------------- */
+
+static char *status_json(struct agent *a, bool online)
+{
+	cJSON *d = cJSON_CreateObject();
+	char *text;
+
+	cJSON_AddNumberToObject(d, "v", 1);
+	cJSON_AddBoolToObject(d, "online", online);
+	cJSON_AddStringToObject(d, "agent_version", ET_VERSION);
+	cJSON_AddNumberToObject(d, "cred_version", a->cred_version);
+	cJSON_AddNumberToObject(d, "spool_depth", (double)et_spool_depth(a->spool));
+	cJSON_AddNumberToObject(d, "dropped", (double)et_spool_dropped(a->spool));
+	cJSON_AddNumberToObject(d, "ts", (double)wall_ms());
+	if (a->disk_full)
+		cJSON_AddStringToObject(d, "spool_error", "disk full: new readings are being dropped");
+	cJSON_AddStringToObject(d, "state", a->reg ? "registering" : a->online ? "online" : "connecting");
+	text = cJSON_PrintUnformatted(d);
+	cJSON_Delete(d);
+	return text;
+}
+
+static void publish_status(struct agent *a, int64_t now)
+{
+	char *text;
+
+	a->next_status_ms = now + a->status_interval_ms;
+	if (!a->mqtt || !a->online)
+		return;
+	text = status_json(a, true);
+	if (text)
+		et_mqtt_publish(a->mqtt, a->t_status, text, strlen(text), true, NULL);
+	free(text);
+}
+
+/* ---- readings -> spool --------------------------------------------------------------------- */
+
+static void free_buf(struct agent *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nbuf; i++) {
+		free((char *)a->buf[i].device);
+		free((char *)a->buf[i].point);
+		free((char *)a->buf[i].unit);
+	}
+	a->nbuf = 0;
+}
+
+static void on_reading(const struct et_reading *r, void *ud)
+{
+	struct agent *a = ud;
+	struct et_spool_rec *rec;
+
+	if (a->nbuf == a->capbuf) {
+		size_t cap = a->capbuf ? a->capbuf * 2 : 64;
+		struct et_spool_rec *nb = realloc(a->buf, cap * sizeof(*nb));
+
+		if (!nb) {
+			et_spool_count_dropped(a->spool, 1);
+			return;
+		}
+		a->buf = nb;
+		a->capbuf = cap;
+	}
+	rec = &a->buf[a->nbuf];
+	memset(rec, 0, sizeof(*rec));
+	rec->ts_ms = r->ts_ms;
+	rec->device = strdup(r->device);
+	rec->point = strdup(r->point);
+	rec->unit = strdup(r->unit ? r->unit : "");
+	rec->value = r->value;
+	rec->has_value = r->quality == ET_Q_OK;
+	rec->q = et_quality_name(r->quality);
+	a->nbuf++;
+	if (!rec->device || !rec->point || !rec->unit) {
+		free_buf(a);
+		et_spool_count_dropped(a->spool, 1);
+	}
+}
+
+static void flush_readings(struct agent *a)
+{
+	int rc;
+
+	if (!a->nbuf)
+		return;
+	rc = et_spool_add(a->spool, a->buf, a->nbuf, NULL);
+	if (rc == 0) {
+		if (a->disk_full)
+			logm(ET_LOG_INFO, "spool accepts readings again");
+		a->disk_full = false;
+	} else {
+		if (!a->disk_full)
+			logm(ET_LOG_ERR, "spool: %s; %zu readings dropped (counted in status 'dropped'); "
+					 "readings already in the spool are kept and sent",
+			     rc == ET_SPOOL_FULL ? "disk full" : et_spool_errmsg(a->spool), a->nbuf);
+		a->disk_full = true;
+		et_spool_count_dropped(a->spool, a->nbuf);
+	}
+	free_buf(a);
+}
+
+/* ---- spool -> broker ----------------------------------------------------------------------- */
+
+struct batch {
+	cJSON *records;
+	int64_t lo, hi;
+};
+
+static int add_rec(const struct et_spool_rec *r, void *ud)
+{
+	struct batch *b = ud;
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddNumberToObject(o, "seq", (double)r->seq);
+	cJSON_AddNumberToObject(o, "ts", (double)r->ts_ms);
+	cJSON_AddStringToObject(o, "device", r->device);
+	cJSON_AddStringToObject(o, "point", r->point);
+	if (r->has_value)
+		cJSON_AddNumberToObject(o, "value", r->value);
+	else
+		cJSON_AddNullToObject(o, "value");
+	if (r->unit && r->unit[0])
+		cJSON_AddStringToObject(o, "unit", r->unit);
+	cJSON_AddStringToObject(o, "q", r->q);
+	cJSON_AddItemToArray(b->records, o);
+	if (!b->lo)
+		b->lo = r->seq;
+	b->hi = r->seq;
+	return 0;
+}
+
+static void pump(struct agent *a, int64_t now)
+{
+	while (a->mqtt && a->online && !a->rot_blob && now >= a->hold_until_ms &&
+	       a->n_infl < a->window) {
+		struct batch b = { .records = cJSON_CreateArray() };
+		cJSON *doc;
+		char *text;
+		int n, mid = 0, rc;
+
+		n = et_spool_peek(a->spool, a->cursor, RECS_PER_MSG, add_rec, &b);
+		if (n <= 0) {
+			cJSON_Delete(b.records);
+			if (n < 0)
+				logm(ET_LOG_ERR, "spool read: %s", et_spool_errmsg(a->spool));
+			return;
+		}
+		doc = cJSON_CreateObject();
+		cJSON_AddNumberToObject(doc, "v", 1);
+		cJSON_AddItemToObject(doc, "records", b.records);
+		text = cJSON_PrintUnformatted(doc);
+		cJSON_Delete(doc);
+		if (!text)
+			return;
+		rc = et_mqtt_publish(a->mqtt, a->t_telemetry, text, strlen(text), false, &mid);
+		free(text);
+		if (rc != 0) {
+			logm(ET_LOG_DEBUG, "publish: %s; retrying later", et_mqtt_reason(rc));
+			a->hold_until_ms = now + 1000;
+			return;
+		}
+		a->infl[a->n_infl++] = (struct inflight){ .mid = mid, .lo = b.lo, .hi = b.hi };
+		a->cursor = b.hi;
+		logm(ET_LOG_DEBUG, "published seq %" PRId64 "..%" PRId64 " (mid %d)", b.lo, b.hi, mid);
+	}
+}
+
+static void on_puback(struct agent *a, int mid, int rc, int64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < a->n_infl; i++) {
+		struct inflight f = a->infl[i];
+
+		if (f.mid != mid)
+			continue;
+		a->infl[i] = a->infl[--a->n_infl];
+		if (rc >= 0x80) {
+			/* Refused (e.g. not authorised): keep the records and try again later. */
+			logm(ET_LOG_WARNING, "broker refused telemetry seq %" PRId64 "..%" PRId64 ": %s; will retry",
+			     f.lo, f.hi, et_mqtt_reason(rc));
+			if (f.lo - 1 < a->cursor)
+				a->cursor = f.lo - 1;
+			a->hold_until_ms = now + 5000;
+			return;
+		}
+		if (et_spool_ack(a->spool, f.lo, f.hi) < 0)
+			logm(ET_LOG_WARNING, "spool: could not delete acknowledged seq %" PRId64 "..%" PRId64
+					     " (%s); they will be sent again after a restart",
+			     f.lo, f.hi, et_spool_errmsg(a->spool));
+		return;
+	}
+}
+
+/* ---- credentials --------------------------------------------------------------------------- */
+
+static int write_ca(struct agent *a, const char *pem)
+{
+	char err[512];
+
+	if (et_atomic_write(a->cfg->agent.data_dir, "broker-ca.pem", pem, strlen(pem), err,
+			    sizeof(err)) < 0) {
+		logm(ET_LOG_ERR, "storing the broker CA from the credentials: %s", err);
+		return -1;
+	}
+	snprintf(a->ca_path, sizeof(a->ca_path), "%s/broker-ca.pem", a->cfg->agent.data_dir);
+	return 0;
+}
+
+/* Logs in with c (new client, or the running one with a new login). Wipes c. */
+static int device_login(struct agent *a, struct et_creds *c)
+{
+	const struct et_cfg_broker *b = &a->cfg->broker;
+	char err[512];
+	int rc = 0;
+
+	snprintf(a->username, sizeof(a->username), "%s", c->username);
+	if (c->client_id && strcmp(c->client_id, a->serial) != 0)
+		logm(ET_LOG_WARNING, "credentials name client id '%s'; using the serial '%s' as the protocol requires",
+		     c->client_id, a->serial);
+	if (c->host && strcmp(c->host, b->host) != 0)
+		logm(ET_LOG_INFO, "credentials name broker %s:%d; connecting to the configured %s:%u",
+		     c->host, c->port, b->host, (unsigned)b->port);
+	if (!a->mqtt) {
+		static const char will[] = "{\"v\":1,\"online\":false}";
+		struct et_mqtt_opts o = {
+			.host = b->host,
+			.port = (int)b->port,
+			.tls = b->tls,
+			.ca_file = b->ca_file[0] ? b->ca_file : NULL,
+			.client_id = a->serial,
+			.username = c->username,
+			.keepalive_s = (int)b->keepalive_s,
+			.reconnect_min_s = (int)b->reconnect_min_s,
+			.reconnect_max_s = (int)b->reconnect_max_s,
+			.persistent = true,
+			.session_expiry_s = SESSION_EXPIRY_S,
+			.will_topic = a->t_status,
+			.will_payload = will,
+			.subs = { a->t_desired, a->t_creds, NULL },
+		};
+		if (b->tls && !b->ca_file[0] && c->ca_pem && write_ca(a, c->ca_pem) == 0)
+			o.ca_file = a->ca_path;
+		if (et_mqtt_new(&o, &a->mqtt, err, sizeof(err)) < 0) {
+			logm(ET_LOG_ERR, "MQTT client: %s", err);
+			rc = -1;
+			goto out;
+		}
+		rc = et_mqtt_start(a->mqtt, (const char *)et_secret_data(c->password));
+	} else {
+		rc = et_mqtt_restart(a->mqtt, c->username, (const char *)et_secret_data(c->password));
+	}
+	if (rc != 0)
+		logm(ET_LOG_ERR, "MQTT start: %s", et_mqtt_reason(rc));
+	logm(ET_LOG_INFO, "logging in to %s:%u as %s (credential version %u)", b->host,
+	     (unsigned)b->port, c->username, c->cred_version);
+out:
+	et_creds_clear(c);
+	return rc;
+}
+
+static int read_bootstrap_password(struct agent *a, et_secret **ret)
+{
+	const char *path = a->cfg->broker.bootstrap_password_file;
+	et_secret *raw = NULL, *pw = NULL;
+	char err[512];
+	size_t n;
+	int rc;
+
+	if (!path[0]) {
+		logm(ET_LOG_ERR, "this device is not registered yet and [broker] bootstrap_password_file is not set");
+		return -1;
+	}
+	if (et_secret_file_check(path, err, sizeof(err)) < 0) {
+		logm(ET_LOG_ERR, "bootstrap_password_file: %s", err);
+		return -1;
+	}
+	rc = et_secret_read_file(path, 1024, &raw);
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "bootstrap_password_file %s: %s", path, et_errmsg());
+		return -1;
+	}
+	n = et_secret_len(raw);
+	while (n && (et_secret_data(raw)[n - 1] == '\n' || et_secret_data(raw)[n - 1] == '\r'))
+		n--;
+	rc = et_secret_new(n + 1, &pw);
+	if (rc == 0) {
+		memcpy(et_secret_data(pw), et_secret_data(raw), n);
+		et_secret_data(pw)[n] = 0;
+		*ret = pw;
+	}
+	et_secret_free(raw);
+	return rc < 0 ? -1 : 0;
+}
+
+static int start_registration(struct agent *a, const char *why)
+{
+	const struct et_cfg_broker *b = &a->cfg->broker;
+	et_secret *pw = NULL;
+	char err[512];
+	int rc;
+
+	logm(ET_LOG_INFO, "registering: %s", why);
+	if (read_bootstrap_password(a, &pw) < 0)
+		return -1;
+	struct et_reg_params p = {
+		.tpm = a->tpm,
+		.key_handle = a->cfg->agent.key_handle,
+		.serial = a->serial,
+		.pubkey_pem = a->pem,
+		.fingerprint = a->fpr,
+		.mqtt = {
+			.host = b->host,
+			.port = (int)b->port,
+			.tls = b->tls,
+			.ca_file = b->ca_file[0] ? b->ca_file : NULL,
+			.username = b->bootstrap_username,
+			.keepalive_s = (int)b->keepalive_s,
+			.reconnect_min_s = (int)b->reconnect_min_s,
+			.reconnect_max_s = (int)b->reconnect_max_s,
+		},
+		.bootstrap_password = (const char *)et_secret_data(pw),
+		.min_cred_version = a->cred_version,
+		.backoff_max_s = (int)a->cfg->agent.register_backoff_max_s,
+		.log = log_cb,
+	};
+	rc = et_reg_new(&p, &a->reg, err, sizeof(err));
+	et_secret_free(pw);
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "registration: %s", err);
+		return -1;
+	}
+	et_sd_notify("STATUS=registering: waiting for the operator to accept this device");
+	return 0;
+}
+
+static void registration_done(struct agent *a, uint8_t *blob, size_t len, struct et_creds *c)
+{
+	char err[512];
+
+	if (et_atomic_write(a->cfg->agent.data_dir, ET_CRED_FILE, blob, len, err, sizeof(err)) < 0)
+		logm(ET_LOG_ERR, "could not store the credential envelope (%s); it is used for this run only "
+				 "and the device registers again at the next start", err);
+	a->cred_version = c->cred_version;
+	free(blob);
+	et_reg_free(a->reg);
+	a->reg = NULL;
+	a->refusals = 0;
+	device_login(a, c);
+}
+
+/* A rotation on et/v1/<serial>/creds. */
+static void on_creds(struct agent *a, const uint8_t *payload, size_t len)
+{
+	cJSON *doc = cJSON_ParseWithLength((const char *)payload, len);
+	const cJSON *cv = cJSON_GetObjectItemCaseSensitive(doc, "cred_version");
+	const cJSON *env = cJSON_GetObjectItemCaseSensitive(doc, "envelope");
+	uint8_t *blob = NULL;
+	size_t blen;
+	et_envelope_info info;
+	struct et_creds c = { 0 };
+	char err[512];
+
+	if (!cJSON_IsObject(doc) || !cJSON_IsNumber(cv) || !cJSON_IsString(env)) {
+		logm(ET_LOG_WARNING, "credential rotation message malformed; ignored");
+		goto out;
+	}
+	if ((uint32_t)cv->valuedouble == a->cred_version) {
+		logm(ET_LOG_DEBUG, "credential version %u is the current one", a->cred_version);
+		goto out;
+	}
+	if (et_b64_decode(env->valuestring, &blob, &blen) < 0 ||
+	    et_envelope_inspect(blob, blen, &info) < 0) {
+		logm(ET_LOG_WARNING, "credential rotation: envelope malformed; ignored");
+		goto out;
+	}
+	if (info.cred_version <= a->cred_version || cv->valuedouble < a->cred_version) {
+		logm(ET_LOG_WARNING, "credential rotation refused: version %u is not newer than the current %u (replay?)",
+		     info.cred_version, a->cred_version);
+		goto out;
+	}
+	if (et_creds_open(a->tpm, a->cfg->agent.key_handle, a->serial, blob, blen, &c, err,
+			  sizeof(err)) < 0) {
+		logm(ET_LOG_WARNING, "credential rotation refused: the envelope does not open: %s", err);
+		goto out;
+	}
+	logm(ET_LOG_INFO, "credential rotation to version %u: logging in with the new credentials",
+	     info.cred_version);
+	free(a->rot_blob);
+	a->rot_blob = blob;
+	a->rot_len = blen;
+	a->rot_version = info.cred_version;
+	blob = NULL;
+	a->online = false;
+	device_login(a, &c);
+out:
+	free(blob);
+	cJSON_Delete(doc);
+}
+
+/* Opens the stored envelope; 0 and *c, 1 when absent, -1 with *why when it does not open. */
+static int open_stored(struct agent *a, struct et_creds *c, char *why, size_t whylen)
+{
+	uint8_t *blob = NULL;
+	size_t len;
+	char err[512];
+	int rc;
+
+	rc = et_safe_read(a->cfg->agent.data_dir, ET_CRED_FILE, 2 << 20, &blob, &len, err, sizeof(err));
+	if (rc == 1)
+		return 1;
+	if (rc < 0) {
+		snprintf(why, whylen, "stored credentials unusable: %s", err);
+		return -1;
+	}
+	rc = et_creds_open(a->tpm, a->cfg->agent.key_handle, a->serial, blob, len, c, err, sizeof(err));
+	free(blob);
+	if (rc < 0) {
+		snprintf(why, whylen, "the stored credential envelope no longer opens in this TPM (%s)%s", err,
+			 rc == ET_E_ENVELOPE_FOREIGN || rc == ET_E_CRYPTO || rc == ET_E_KEY_ABSENT
+				 ? "; the TPM was cleared or the device key replaced"
+				 : "");
+		return rc == ET_E_TPM_UNREACHABLE || rc == ET_E_TPM_RETRY || rc == ET_E_TIMEOUT ? -2 : -1;
+	}
+	return 0;
+}
+
+static void rotation_failed(struct agent *a, const char *reason)
+{
+	struct et_creds c = { 0 };
+	char why[1024];
+
+	logm(ET_LOG_ERR, "the broker refused the rotated credentials (version %u): %s; going back to version %u",
+	     a->rot_version, reason, a->cred_version);
+	free(a->rot_blob);
+	a->rot_blob = NULL;
+	if (open_stored(a, &c, why, sizeof(why)) == 0) {
+		device_login(a, &c);
+	} else {
+		et_mqtt_free(a->mqtt);
+		a->mqtt = NULL;
+		start_registration(a, why);
+	}
+}
+
+static void handle_mqtt(struct agent *a, int64_t now)
+{
+	struct et_mqtt_ev *ev;
+	bool began = false;
+	char err[512];
+
+	while (a->mqtt && (ev = et_mqtt_next(a->mqtt))) {
+		switch (ev->type) {
+		case ET_MQTT_EV_CONNECTED:
+			a->online = true;
+			a->refusals = 0;
+			logm(ET_LOG_INFO, "connected to the broker as %s (session %s)", a->username,
+			     ev->session_present ? "resumed" : "new");
+			if (a->rot_blob) {
+				if (et_atomic_write(a->cfg->agent.data_dir, ET_CRED_FILE, a->rot_blob,
+						    a->rot_len, err, sizeof(err)) < 0)
+					logm(ET_LOG_ERR, "could not store the rotated envelope: %s", err);
+				else
+					logm(ET_LOG_INFO, "credentials rotated to version %u", a->rot_version);
+				a->cred_version = a->rot_version;
+				free(a->rot_blob);
+				a->rot_blob = NULL;
+			}
+			et_sd_notify("STATUS=online");
+			publish_status(a, now);
+			publish_reported(a);
+			break;
+		case ET_MQTT_EV_REFUSED:
+			a->online = false;
+			if (a->rot_blob) {
+				rotation_failed(a, et_mqtt_reason(ev->rc));
+				break;
+			}
+			logm(ET_LOG_ERR, "the broker refused the device login: %s", et_mqtt_reason(ev->rc));
+			/* Bad user name or password (0x86), not authorised (0x87), banned (0x8A):
+			 * the credentials were rotated while we were away or revoked. Registration
+			 * with the same key gets the current envelope (or says "revoked"). */
+			if ((ev->rc == 0x86 || ev->rc == 0x87 || ev->rc == 0x8A) && ++a->refusals >= 2) {
+				et_mqtt_ev_free(ev);
+				et_mqtt_free(a->mqtt);
+				a->mqtt = NULL;
+				a->n_infl = 0;
+				a->cursor = 0;
+				start_registration(a, "the broker refuses our credentials");
+				return;
+			}
+			break;
+		case ET_MQTT_EV_DISCONNECTED:
+			if (a->online)
+				logm(ET_LOG_WARNING, "connection to the broker lost: %s; reconnecting",
+				     et_mqtt_reason(ev->rc));
+			else
+				logm(ET_LOG_DEBUG, "connecting failed: %s", et_mqtt_reason(ev->rc));
+			a->online = false;
+			et_sd_notify("STATUS=offline: reconnecting");
+			break;
+		case ET_MQTT_EV_PUBACK:
+			if (!began)
+				began = et_spool_begin(a->spool) == 0;
+			on_puback(a, ev->mid, ev->rc, now);
+			break;
+		case ET_MQTT_EV_MESSAGE:
+			if (strcmp(ev->topic, a->t_desired) == 0) {
+				int rc = et_settings_desired(a->settings, (const char *)ev->payload, ev->len,
+							     err, sizeof(err));
+				if (rc < 0) {
+					logm(ET_LOG_WARNING, "settings from the cloud refused: %s", err);
+				} else if (rc == 1) {
+					logm(ET_LOG_INFO, "settings from the cloud applied");
+					apply_settings(a);
+					publish_reported(a);
+				}
+			} else if (strcmp(ev->topic, a->t_creds) == 0) {
+				on_creds(a, ev->payload, ev->len);
+			}
+			break;
+		}
+		et_mqtt_ev_free(ev);
+	}
+	if (began && et_spool_commit(a->spool) < 0)
+		logm(ET_LOG_WARNING, "spool: %s", et_spool_errmsg(a->spool));
+}
+
+/* ---- control socket (edgetrust config) ----------------------------------------------------- */
+
+static int ctl_open(struct agent *a)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", a->cfg->agent.data_dir,
+			     CTL_SOCKET) >= sizeof(sa.sun_path)) {
+		logm(ET_LOG_WARNING, "data_dir path too long for the control socket; `edgetrust config` disabled");
+		return -1;
+	}
+	unlink(sa.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0600) < 0 ||
+	    listen(fd, 4) < 0) {
+		logm(ET_LOG_WARNING, "control socket %s: %s; `edgetrust config` disabled", sa.sun_path,
+		     strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static cJSON *ctl_request(struct agent *a, const cJSON *req)
+{
+	const cJSON *op = cJSON_GetObjectItemCaseSensitive(req, "op");
+	cJSON *res = cJSON_CreateObject();
+	char err[512];
+
+	if (!cJSON_IsString(op)) {
+		cJSON_AddBoolToObject(res, "ok", false);
+		cJSON_AddStringToObject(res, "error", "missing \"op\"");
+		return res;
+	}
+	if (strcmp(op->valuestring, "list") == 0 || strcmp(op->valuestring, "get") == 0) {
+		char *rep = et_settings_report(a->settings);
+		cJSON *r = rep ? cJSON_Parse(rep) : NULL;
+		const cJSON *key = cJSON_GetObjectItemCaseSensitive(req, "key");
+
+		free(rep);
+		if (strcmp(op->valuestring, "get") == 0) {
+			const cJSON *v = cJSON_IsString(key) ? et_settings_get(a->settings, key->valuestring) : NULL;
+
+			cJSON_Delete(r);
+			cJSON_AddBoolToObject(res, "ok", v != NULL);
+			if (v)
+				cJSON_AddItemToObject(res, "value", cJSON_Duplicate(v, 1));
+			else
+				cJSON_AddStringToObject(res, "error", "unknown key");
+			return res;
+		}
+		cJSON_AddBoolToObject(res, "ok", r != NULL);
+		if (r)
+			cJSON_AddItemToObject(res, "report", r);
+		return res;
+	}
+	if (strcmp(op->valuestring, "set") == 0) {
+		const cJSON *patch = cJSON_GetObjectItemCaseSensitive(req, "settings");
+		char *rep;
+		int rc;
+
+		if (!cJSON_IsObject(patch)) {
+			cJSON_AddBoolToObject(res, "ok", false);
+			cJSON_AddStringToObject(res, "error", "missing \"settings\" object");
+			return res;
+		}
+		rc = et_settings_local(a->settings, patch, err, sizeof(err));
+		if (rc < 0) {
+			cJSON_AddBoolToObject(res, "ok", false);
+			cJSON_AddStringToObject(res, "error", err);
+			return res;
+		}
+		logm(ET_LOG_INFO, "settings changed locally%s", rc ? "" : " (some keys rejected)");
+		apply_settings(a);
+		publish_reported(a);
+		rep = et_settings_report(a->settings);
+		cJSON_AddBoolToObject(res, "ok", rc == 1);
+		if (rep)
+			cJSON_AddItemToObject(res, "report", cJSON_Parse(rep));
+		free(rep);
+		return res;
+	}
+	if (strcmp(op->valuestring, "status") == 0) {
+		char *st = status_json(a, a->online);
+
+		cJSON_AddBoolToObject(res, "ok", st != NULL);
+		if (st)
+			cJSON_AddItemToObject(res, "status", cJSON_Parse(st));
+		free(st);
+		return res;
+	}
+	cJSON_AddBoolToObject(res, "ok", false);
+	cJSON_AddStringToObject(res, "error", "unknown op (list, get, set, status)");
+	return res;
+}
+
+static void ctl_accept(struct agent *a)
+{
+	struct timeval tv = { .tv_sec = 1 };
+	char buf[65536];
+	size_t got = 0;
+	cJSON *req, *res;
+	char *out;
+	int fd = accept4(a->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	while (got < sizeof(buf) - 1) {
+		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (memchr(buf, '\n', got))
+			break;
+	}
+	buf[got] = 0;
+	req = cJSON_ParseWithLength(buf, got);
+	if (!cJSON_IsObject(req)) {
+		res = cJSON_CreateObject();
+		cJSON_AddBoolToObject(res, "ok", false);
+		cJSON_AddStringToObject(res, "error", "request is not a JSON object");
+	} else {
+		res = ctl_request(a, req);
+	}
+	out = cJSON_PrintUnformatted(res);
+	if (out) {
+		size_t len = strlen(out), off = 0;
+		while (off < len) {
+			ssize_t n = send(fd, out + off, len - off, MSG_NOSIGNAL);
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+		if (send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
+		}
+	}
+	free(out);
+	cJSON_Delete(req);
+	cJSON_Delete(res);
+	close(fd);
+}
+
+/* ---- start-up ------------------------------------------------------------------------------ */
+
+static int setup_identity(struct agent *a)
+{
+	bool created = false;
+	int rc;
+
+	rc = et_ctx_new(a->cfg->agent.tcti, &a->tpm);
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "cannot open the TPM (%s): %s", a->cfg->agent.tcti, et_errmsg());
+		return EXIT_TPM;
+	}
+	rc = et_serial_read(a->tpm, a->cfg->agent.serial_index, &a->serial);
+	if (rc == ET_E_NV_UNDEFINED || rc == ET_E_NV_UNWRITTEN) {
+		logm(ET_LOG_ERR, "this device has no serial number in TPM NV index 0x%08x; run "
+				 "`edgetrust provision --serial SERIAL` first",
+		     a->cfg->agent.serial_index);
+		return EXIT_NOT_PROVISIONED;
+	}
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "reading the serial number: %s", et_errmsg());
+		return EXIT_TPM;
+	}
+	rc = et_key_create(a->tpm, a->cfg->agent.key_handle, &created);
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "device key at 0x%08x: %s", a->cfg->agent.key_handle, et_errmsg());
+		return rc == ET_E_KEY_TYPE ? EXIT_KEY : EXIT_TPM;
+	}
+	if (created)
+		logm(ET_LOG_INFO, "created the device key at 0x%08x", a->cfg->agent.key_handle);
+	rc = et_key_public_pem(a->tpm, a->cfg->agent.key_handle, &a->pem, a->fpr);
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "reading the device public key: %s", et_errmsg());
+		return EXIT_TPM;
+	}
+	logm(ET_LOG_INFO, "serial %s, device key %.16s...", a->serial, a->fpr);
+	return 0;
+}
+
+static int64_t min64(int64_t x, int64_t y)
+{
+	return x < y ? x : y;
+}
+
+static int run(struct agent *a, const sigset_t *origmask)
+{
+	struct et_creds c = { 0 };
+	char why[1024], err[512];
+	int rc;
+
+	rc = open_stored(a, &c, why, sizeof(why));
+	if (rc == -2) {
+		logm(ET_LOG_ERR, "%s", why);
+		return EXIT_TPM;
+	}
+	if (rc == 0) {
+		a->cred_version = c.cred_version;
+		device_login(a, &c);
+	} else if (start_registration(a, rc == 1 ? "no stored credentials (first start)" : why) < 0) {
+		return EXIT_CONFIG;
+	}
+	rc = et_poller_new(a->cfg, &a->poller);
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "Modbus poller: %s", et_strerror(rc));
+		return EXIT_CONFIG;
+	}
+	et_poller_set_log(a->poller, log_cb, NULL);
+	apply_settings(a);
+	a->ctl_fd = ctl_open(a);
+	a->wd_usec = et_sd_watchdog_usec();
+	et_sd_notify("READY=1");
+	logm(ET_LOG_INFO, "running");
+	while (!g_stop) {
+		int64_t now = mono_ms(), due, wake;
+		struct pollfd fds[2];
+		nfds_t nfds = 0;
+		struct timespec ts;
+
+		due = et_poller_next_due_ms(a->poller, now);
+		if (due <= now) {
+			et_poller_run_due(a->poller, now, on_reading, a);
+			flush_readings(a);
+			now = mono_ms();
+		}
+		if (a->reg) {
+			uint8_t *blob = NULL;
+			size_t len = 0;
+
+			if (et_reg_step(a->reg, now, &blob, &len, &c) == 1)
+				registration_done(a, blob, len, &c);
+		}
+		handle_mqtt(a, now);
+		pump(a, now);
+		if (now >= a->next_status_ms)
+			publish_status(a, now);
+		if (a->wd_usec && now >= a->next_wd_ms) {
+			et_sd_notify("WATCHDOG=1");
+			a->next_wd_ms = now + (int64_t)(a->wd_usec / 2000);
+		}
+
+		wake = min64(et_poller_next_due_ms(a->poller, now), a->next_status_ms);
+		if (a->reg)
+			wake = min64(wake, et_reg_next_ms(a->reg));
+		if (a->wd_usec)
+			wake = min64(wake, a->next_wd_ms);
+		if (a->hold_until_ms > now)
+			wake = min64(wake, a->hold_until_ms);
+		if (a->reg)
+			fds[nfds++] = (struct pollfd){ .fd = et_reg_fd(a->reg), .events = POLLIN };
+		else if (a->mqtt)
+			fds[nfds++] = (struct pollfd){ .fd = et_mqtt_fd(a->mqtt), .events = POLLIN };
+		if (a->ctl_fd >= 0)
+			fds[nfds++] = (struct pollfd){ .fd = a->ctl_fd, .events = POLLIN };
+		wake -= now;
+		if (wake < 0)
+			wake = 0;
+		if (wake > 1000)
+			wake = 1000;
+		ts.tv_sec = wake / 1000;
+		ts.tv_nsec = (wake % 1000) * 1000000L;
+		rc = ppoll(fds, nfds, &ts, origmask);
+		if (rc > 0 && a->ctl_fd >= 0 && (fds[nfds - 1].revents & POLLIN))
+			ctl_accept(a);
+	}
+	logm(ET_LOG_INFO, "stopping");
+	et_sd_notify("STOPPING=1");
+	(void)err;
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = ET_CFG_DEFAULT_PATH;
+	struct agent a = { .ctl_fd = -1 };
+	cJSON_Hooks hooks = { .malloc_fn = malloc, .free_fn = wiping_free };
+	struct rlimit no_core = { 0, 0 };
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigset_t block, origmask;
+	char err[1024];
+	int opt, rc, code = EXIT_INTERNAL;
+
+	/* No core dumps, no ptrace by other users, private files: secrets pass through here. */
+	prctl(PR_SET_DUMPABLE, 0);
+	setrlimit(RLIMIT_CORE, &no_core);
+	umask(077);
+	g_journal = getenv("JOURNAL_STREAM") != NULL;
+	cJSON_InitHooks(&hooks);
+
+	while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'V':
+			printf("edgetrustd %s\n", ET_VERSION);
+			return EXIT_OK;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &origmask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigdelset(&origmask, SIGTERM);
+	sigdelset(&origmask, SIGINT);
+	sigdelset(&origmask, SIGHUP);
+	et_log_set(log_cb, NULL);
+
+	rc = et_agent_config_load(config_path, &a.cfg, err, sizeof(err));
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "%s", err);
+		return EXIT_CONFIG;
+	}
+	g_log_level = (int)a.cfg->agent.log_level;
+	if (!a.cfg->broker.host[0]) {
+		logm(ET_LOG_ERR, "%s: [broker] host is not set", config_path);
+		code = EXIT_CONFIG;
+		goto out;
+	}
+	if (!a.cfg->broker.tls)
+		logm(ET_LOG_WARNING, "TLS is off ([broker] tls = false): passwords and data cross the network "
+				     "in clear; use this only on loopback for tests");
+	if (et_datadir_check(a.cfg->agent.data_dir, err, sizeof(err)) < 0) {
+		logm(ET_LOG_ERR, "%s", err);
+		code = EXIT_DATA_DIR;
+		goto out;
+	}
+	code = setup_identity(&a);
+	if (code != 0)
+		goto out;
+	snprintf(a.t_telemetry, sizeof(a.t_telemetry), "et/v1/%s/telemetry", a.serial);
+	snprintf(a.t_status, sizeof(a.t_status), "et/v1/%s/status", a.serial);
+	snprintf(a.t_desired, sizeof(a.t_desired), "et/v1/%s/settings/desired", a.serial);
+	snprintf(a.t_reported, sizeof(a.t_reported), "et/v1/%s/settings/reported", a.serial);
+	snprintf(a.t_creds, sizeof(a.t_creds), "et/v1/%s/creds", a.serial);
+
+	{
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/spool.db", a.cfg->agent.data_dir);
+		if (et_spool_open(path, a.cfg->spool.max_records, &a.spool, err, sizeof(err)) < 0) {
+			logm(ET_LOG_ERR, "spool: %s", err);
+			code = EXIT_SPOOL;
+			goto out;
+		}
+	}
+	rc = et_settings_open(a.cfg->agent.data_dir, settings_defaults(a.cfg), &a.settings, err,
+			      sizeof(err));
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "settings: %s", err);
+		code = EXIT_DATA_DIR;
+		goto out;
+	}
+	if (rc == 1)
+		logm(ET_LOG_WARNING, "settings: %s", err);
+	a.infl = calloc(1000, sizeof(*a.infl));
+	if (!a.infl) {
+		code = EXIT_INTERNAL;
+		goto out;
+	}
+	code = run(&a, &origmask);
+out:
+	if (a.mqtt) {
+		/* Tell the cloud at once (the will), rather than after the keepalive runs out. */
+		et_mqtt_stop(a.mqtt, true);
+		et_mqtt_free(a.mqtt);
+	}
+	et_reg_free(a.reg);
+	if (a.ctl_fd >= 0) {
+		char path[4096];
+
+		close(a.ctl_fd);
+		snprintf(path, sizeof(path), "%s/%s", a.cfg->agent.data_dir, CTL_SOCKET);
+		unlink(path);
+	}
+	free_buf(&a);
+	free(a.buf);
+	free(a.infl);
+	free(a.rot_blob);
+	et_poller_free(a.poller);
+	et_settings_free(a.settings);
+	et_spool_free(a.spool);
+	free(a.pem);
+	free(a.serial);
+	et_ctx_free(a.tpm);
+	et_agent_config_free(a.cfg);
+	return code;
+}
