@@ -954,8 +954,6 @@ static int setup_identity(struct agent *a)
 		logm(ET_LOG_ERR, "device key at 0x%08x: %s", a->cfg->agent.key_handle, et_errmsg());
 		return rc == ET_E_KEY_TYPE ? EXIT_KEY : EXIT_TPM;
 	}
-	if (created)
-		logm(ET_LOG_INFO, "created the device key at 0x%08x", a->cfg->agent.key_handle);
 	rc = et_key_public_pem(a->tpm, a->cfg->agent.key_handle, &a->pem, a->fpr);
 	if (rc < 0) {
 		logm(ET_LOG_ERR, "reading the device public key: %s", et_errmsg());
@@ -1077,6 +1075,8 @@ int main(int argc, char **argv)
 	prctl(PR_SET_DUMPABLE, 0);
 	setrlimit(RLIMIT_CORE, &no_core);
 	umask(077);
+	/* tpm2-tss prints its own errors to stderr; ours say the same with the remedy. */
+	setenv("TSS2_LOG", "all+NONE", 0);
 	g_journal = getenv("JOURNAL_STREAM") != NULL;
 	cJSON_InitHooks(&hooks);
 

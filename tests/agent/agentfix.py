@@ -1,0 +1,282 @@
+"""Fixtures for the edgetrustd tests: a provisioned swtpm, mosquitto, a Modbus simulator,
+edgetrustd itself with a generated configuration, and a minimal cloud stand-in.
+
+The real cloud (edgetrust-cloud, tests/lib/cloudfix.py) is used by the end-to-end tests when it
+is built; MiniCloud (paho + et_envelope_seal through ctypes) plays the cloud's part of
+docs/protocol.md for the tests that need to misbehave on purpose (replayed or foreign
+envelopes) or to run before the cloud exists.
+"""
+import base64
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import etfix
+
+PY3 = "/usr/bin/python3"
+
+
+def lib():
+    l = ctypes.CDLL(os.path.join(etfix.BUILD, "lib", "libedgetrust.so"))
+    l.et_envelope_seal.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint32,
+                                   ctypes.c_char_p, ctypes.c_size_t,
+                                   ctypes.POINTER(ctypes.POINTER(ctypes.c_uint8)),
+                                   ctypes.POINTER(ctypes.c_size_t)]
+    l.et_errmsg.restype = ctypes.c_char_p
+    return l
+
+
+def seal(pubkey_pem, serial, version, plaintext):
+    """Envelope (bytes) sealing plaintext to pubkey_pem, via libedgetrust."""
+    l = lib()
+    blob = ctypes.POINTER(ctypes.c_uint8)()
+    n = ctypes.c_size_t()
+    rc = l.et_envelope_seal(pubkey_pem.encode(), serial.encode(), version, plaintext,
+                            len(plaintext), ctypes.byref(blob), ctypes.byref(n))
+    if rc != 0:
+        raise RuntimeError(f"et_envelope_seal: {l.et_errmsg()}")
+    data = bytes(blob[:n.value])
+    ctypes.CDLL(None).free(blob)
+    return data
+
+
+SIM = r'''
+import sys, logging
+from pymodbus.server import StartTcpServer
+from pymodbus.datastore import ModbusSequentialDataBlock, ModbusSlaveContext, ModbusServerContext
+import threading, time
+port = int(sys.argv[1])
+block = ModbusSequentialDataBlock(0, [0] * 200)
+ctx = ModbusServerContext(slaves=ModbusSlaveContext(hr=block, ir=block, co=ModbusSequentialDataBlock(0, [0]*200), di=ModbusSequentialDataBlock(0, [0]*200)), single=True)
+def tick():
+    v = 0
+    while True:
+        v = (v + 1) % 1000
+        block.setValues(1, [200 + v % 50, v])
+        time.sleep(0.05)
+threading.Thread(target=tick, daemon=True).start()
+StartTcpServer(context=ctx, address=("127.0.0.1", port))
+'''
+
+
+class ModbusSim:
+    """tests/lib/modbus_sim.py when present, else a tiny pymodbus TCP server."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        sim = os.path.join(etfix.SOURCE, "tests", "lib", "modbus_sim.py")
+        for _ in range(5):
+            self.port = etfix.free_ports(1)
+            if os.path.exists(sim):
+                args = [PY3, sim, "--tcp", str(self.port)]
+            else:
+                path = self.tmp.join("sim.py")
+                with open(path, "w") as f:
+                    f.write(SIM)
+                args = [PY3, path, str(self.port)]
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                         stderr=open(self.tmp.join("sim.log"), "w"))
+            if etfix.wait_port(self.port, 15, self.proc):
+                return self
+            etfix.stop_process(self.proc)
+        raise RuntimeError("Modbus simulator did not start")
+
+    def stop(self):
+        etfix.stop_process(self.proc)
+
+
+class MiniCloud:
+    """The cloud's side of docs/protocol.md, just enough for agent tests (anonymous broker)."""
+
+    def __init__(self, port, auto_accept=True, password="pw-0123456789abcdef0123456789abcdef"):
+        import paho.mqtt.client as mqtt
+        self.port = port
+        self.auto_accept = auto_accept
+        self.password = password
+        self.lock = threading.Lock()
+        self.seqs = {}          # seq -> record (the store: one row per seq)
+        self.dups = 0           # duplicates on the wire (fine)
+        self.conflicts = 0      # the same seq for a different reading (never fine)
+        self.registrations = []
+        self.reported = []
+        self.status = []
+        self.pubkeys = {}
+        # A persistent session, so nothing published while it reconnects after a broker
+        # restart is lost to it (the real cloud does the same).
+        self.c = mqtt.Client(client_id=f"minicloud-{os.getpid()}-{port}", clean_session=False,
+                             protocol=mqtt.MQTTv311)
+        self.c.on_connect = self._on_connect
+        self.c.on_message = self._on_message
+        self.c.username_pw_set("cloud", "cloud")
+        self.connected = threading.Event()
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        if not self.connected.wait(10):
+            raise RuntimeError("minicloud: no connection")
+
+    def _on_connect(self, c, ud, flags, rc):
+        c.subscribe([("et/v1/+/register", 1), ("et/v1/+/telemetry", 1),
+                     ("et/v1/+/settings/reported", 1), ("et/v1/+/status", 1)])
+        self.connected.set()
+
+    def creds(self, serial, version, password=None):
+        return json.dumps({"v": 1, "host": "127.0.0.1", "port": self.port, "tls": False,
+                           "username": serial, "password": password or self.password,
+                           "client_id": serial, "cred_version": version}).encode()
+
+    def envelope(self, serial, version, password=None, pem=None):
+        return seal(pem or self.pubkeys[serial], serial, version, self.creds(serial, version, password))
+
+    def accept(self, serial, version=1, nonce="", envelope=None):
+        env = envelope or self.envelope(serial, version)
+        self.c.publish(f"et/v1/{serial}/register/reply", json.dumps({
+            "v": 1, "serial": serial, "status": "accepted", "reason": "", "nonce": nonce,
+            "cred_version": version, "envelope": base64.b64encode(env).decode()}),
+            qos=1, retain=True).wait_for_publish()
+
+    def rotate(self, serial, version, envelope=None, password=None):
+        env = envelope or self.envelope(serial, version, password)
+        self.c.publish(f"et/v1/{serial}/creds", json.dumps({
+            "v": 1, "cred_version": version, "envelope": base64.b64encode(env).decode()}),
+            qos=1, retain=True).wait_for_publish()
+
+    def desired(self, serial, version, settings):
+        self.c.publish(f"et/v1/{serial}/settings/desired",
+                       json.dumps({"v": 1, "version": version, "settings": settings}),
+                       qos=1, retain=True).wait_for_publish()
+
+    def _on_message(self, c, ud, msg):
+        parts = msg.topic.split("/")
+        serial = parts[2]
+        try:
+            d = json.loads(msg.payload)
+        except ValueError:
+            return
+        with self.lock:
+            if parts[3] == "register":
+                self.registrations.append(d)
+                self.pubkeys[serial] = d["pubkey_pem"]
+                if self.auto_accept:
+                    threading.Thread(target=self.accept, args=(serial, 1, d["nonce"])).start()
+                else:
+                    c.publish(f"et/v1/{serial}/register/reply", json.dumps({
+                        "v": 1, "serial": serial, "status": "pending", "nonce": d["nonce"],
+                        "reason": "waiting for the operator"}), qos=1, retain=True)
+            elif parts[3] == "telemetry":
+                for r in d["records"]:
+                    if r["seq"] in self.seqs:
+                        self.dups += 1
+                        if self.seqs[r["seq"]] != r:
+                            self.conflicts += 1
+                    self.seqs[r["seq"]] = r
+            elif parts[3] == "settings":
+                self.reported.append(d)
+            elif parts[3] == "status":
+                self.status.append(d)
+
+    def count(self):
+        with self.lock:
+            return len(self.seqs)
+
+    def stop(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def wait_for(cond, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Agent:
+    """edgetrustd with a generated configuration in tmp; data_dir = tmp/data."""
+
+    def __init__(self, tmp, tcti, broker_port, modbus_port=None, serial="SN-TEST-1",
+                 extra_devices="", log_level="debug", data_dir=None, spool_max=100000,
+                 poll_ms=100, bootstrap_password="bootpw"):
+        self.tmp = tmp
+        self.data_dir = data_dir or tmp.join("data")
+        self.conf = tmp.join("edgetrustd.conf")
+        self.log_path = tmp.join("agent.log")
+        self.proc = None
+        self.serial = serial
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        pwfile = tmp.join("bootstrap.secret")
+        with open(pwfile, "w") as f:
+            f.write(bootstrap_password + "\n")
+        os.chmod(pwfile, 0o600)
+        modbus = ""
+        if modbus_port:
+            modbus = (f"[modbus.plc1]\ntransport = tcp\nhost = 127.0.0.1\nport = {modbus_port}\n"
+                      f"unit_id = 1\ntimeout_ms = 300\npoll_ms = {poll_ms}\n\n"
+                      "[point.plc1.temp]\ntable = holding\naddress = 0\ntype = i16\nscale = 0.1\n"
+                      "unit = degC\n\n[point.plc1.counter]\ntable = holding\naddress = 1\n"
+                      "type = u16\n\n")
+        with open(self.conf, "w") as f:
+            f.write(f"[agent]\ntcti = {tcti}\ndata_dir = {self.data_dir}\nlog_level = {log_level}\n"
+                    "register_backoff_max_s = 5\n\n"
+                    f"[broker]\nhost = 127.0.0.1\nport = {broker_port}\ntls = false\n"
+                    f"bootstrap_username = bootstrap\nbootstrap_password_file = {pwfile}\n"
+                    "keepalive_s = 5\nreconnect_min_s = 1\nreconnect_max_s = 2\n\n"
+                    f"[spool]\nmax_records = {spool_max}\nbatch = 20\n\n"
+                    + modbus + extra_devices)
+
+    def start(self, env=None):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([etfix.binary("edgetrustd"), "-c", self.conf],
+                                     stdout=self.logf, stderr=self.logf, env=env)
+        return self
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, text, timeout=30.0):
+        return wait_for(lambda: text in self.log(), timeout, f"'{text}' in the agent log:\n"
+                        + self.log()[-3000:])
+
+    def stop(self, sig=signal.SIGTERM):
+        etfix.stop_process(self.proc, sig, timeout=15)
+        rc = self.proc.returncode if self.proc else None
+        if getattr(self, "logf", None):
+            self.logf.close()
+        return rc
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def ctl(self, req):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(os.path.join(self.data_dir, "agent.sock"))
+        s.sendall((json.dumps(req) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        s.close()
+        return json.loads(buf)
+
+
+def provision(swtpm, serial):
+    p = etfix.run([etfix.binary("edgetrust"), "--tcti", swtpm.tcti, "serial", "provision", serial])
+    if p.returncode != 0:
+        raise AssertionError(f"provision failed: {p.err}")
