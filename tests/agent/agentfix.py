@@ -7,7 +7,6 @@ docs/protocol.md for the tests that need to misbehave on purpose (replayed or fo
 envelopes) or to run before the cloud exists.
 """
 import base64
-import ctypes
 import json
 import os
 import signal
@@ -22,28 +21,27 @@ import etfix
 PY3 = "/usr/bin/python3"
 
 
-def lib():
-    l = ctypes.CDLL(os.path.join(etfix.BUILD, "lib", "libedgetrust.so"))
-    l.et_envelope_seal.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint32,
-                                   ctypes.c_char_p, ctypes.c_size_t,
-                                   ctypes.POINTER(ctypes.POINTER(ctypes.c_uint8)),
-                                   ctypes.POINTER(ctypes.c_size_t)]
-    l.et_errmsg.restype = ctypes.c_char_p
-    return l
-
-
-def seal(pubkey_pem, serial, version, plaintext):
-    """Envelope (bytes) sealing plaintext to pubkey_pem, via libedgetrust."""
-    l = lib()
-    blob = ctypes.POINTER(ctypes.c_uint8)()
-    n = ctypes.c_size_t()
-    rc = l.et_envelope_seal(pubkey_pem.encode(), serial.encode(), version, plaintext,
-                            len(plaintext), ctypes.byref(blob), ctypes.byref(n))
-    if rc != 0:
-        raise RuntimeError(f"et_envelope_seal: {l.et_errmsg()}")
-    data = bytes(blob[:n.value])
-    ctypes.CDLL(None).free(blob)
-    return data
+def seal(pubkey_pem, serial, version, plaintext, issued_at=None):
+    """Envelope (docs/envelope.md) sealing plaintext to pubkey_pem, written independently of
+    libedgetrust with python3-cryptography (so it also works against ASan builds)."""
+    import hashlib
+    import struct
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    pub = serialization.load_pem_public_key(pubkey_pem.encode())
+    der = pub.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    key = os.urandom(32)
+    wrapped = pub.encrypt(key, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                            algorithm=hashes.SHA256(), label=None))
+    nonce = os.urandom(12)
+    s = serial.encode()
+    aad = (b"ETE1" + bytes([1, 1, 1, len(s)]) + s + hashlib.sha256(der).digest()
+           + struct.pack(">IQH", version, int(issued_at or time.time()), len(wrapped)) + wrapped
+           + nonce + struct.pack(">I", len(plaintext)))
+    ct = AESGCM(key).encrypt(nonce, plaintext, aad)  # ciphertext || tag
+    return aad + ct
 
 
 SIM = r'''

@@ -74,7 +74,7 @@ class E2E(unittest.TestCase):
             n = self.cloud.count()
             a.start()
             agentfix.wait_for(lambda: self.cloud.count() >= n + 20, 30, "readings after SIGKILL")
-        a.stop()
+        self.assertEqual(a.stop(), 0, a.log()[-3000:])  # 86/87: ASan/UBSan findings
         total = self.assert_all_arrived()
         self.assertGreater(total, 100)
         # The readings are the simulator's: temp = reg0 * 0.1 in degC.
@@ -103,7 +103,7 @@ class E2E(unittest.TestCase):
         # Not dumpable: no core file, no ptrace by others.
         with open(f"/proc/{pid}/status") as f:
             self.assertIn("edgetrustd", f.read())
-        a.stop()
+        self.assertEqual(a.stop(), 0, a.log()[-3000:])
         for root, _, files in os.walk(a.data_dir):
             for name in files:
                 path = os.path.join(root, name)
