@@ -82,6 +82,21 @@ class TempDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+_SWTPM_FSYNC = None
+
+
+def swtpm_has_fsync():
+    """Whether swtpm accepts --tpmstate ...,fsync (added after 0.7.1, Debian 12's version).
+    Without it swtpm still writes its state before answering, so a SIGKILL of swtpm (our power
+    cut) loses nothing the kernel has; fsync only matters when the kernel itself dies."""
+    global _SWTPM_FSYNC
+    if _SWTPM_FSYNC is None:
+        p = subprocess.run(["swtpm", "socket", "--print-capabilities"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL)
+        _SWTPM_FSYNC = b"fsync" in p.stdout
+    return _SWTPM_FSYNC
+
+
 class Swtpm:
     """A fresh swtpm (TPM 2.0) on free loopback ports. log=True records every command."""
 
@@ -101,7 +116,8 @@ class Swtpm:
                     "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
                     "--ctrl", f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
                     "--flags", "not-need-init,startup-clear",
-                    "--tpmstate", f"dir={self.state_dir}" + (",fsync" if self.fsync else "")]
+                    "--tpmstate", f"dir={self.state_dir}" +
+                    (",fsync" if self.fsync and swtpm_has_fsync() else "")]
             if self.log_path:
                 args += ["--log", f"file={self.log_path},level=20"]
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
