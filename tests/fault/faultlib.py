@@ -201,3 +201,27 @@ def kill_tree(proc):
         proc.wait(10)
     except subprocess.TimeoutExpired:
         pass
+
+
+def require_cli(*words):
+    """Exits with meson's skip code (77) until the CLI with this command has landed."""
+    path = etfix.binary("edgetrust")
+    if not os.path.exists(path):
+        print(f"SKIP: {path} is not built yet", flush=True)
+        sys.exit(77)
+    if words:
+        p = etfix.run([path] + list(words) + ["--help"], timeout=30)
+        if p.returncode != 0:
+            print(f"SKIP: `edgetrust {' '.join(words)}` does not exist yet: {p.err.strip()}",
+                  flush=True)
+            sys.exit(77)
+
+
+def exit_code(name):
+    """A documented exit code of the CLI, from src/cli/exitcodes.h (e.g. 'TPM_RETRY')."""
+    import re
+    with open(os.path.join(etfix.SOURCE, "src", "cli", "exitcodes.h")) as f:
+        m = re.search(r"CLI_EXIT_" + name + r"\s*=\s*(\d+)", f.read())
+    if not m:
+        raise AssertionError(f"CLI_EXIT_{name} not in src/cli/exitcodes.h")
+    return int(m.group(1))
