@@ -98,5 +98,6 @@ int cmd_key_create(struct cli *cli, int argc, char **argv);
 int cmd_key_public(struct cli *cli, int argc, char **argv);
 int cmd_creds_seal(struct cli *cli, int argc, char **argv);
 int cmd_creds_open(struct cli *cli, int argc, char **argv);
+int cmd_creds_inspect(struct cli *cli, int argc, char **argv);
 
 #endif

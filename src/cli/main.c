@@ -11,8 +11,7 @@
 
 /*
  * The command table. One row per command; a two-word name ("serial read") makes a group.
- * Keep it in the order of docs/edgetrust.md. tpm-keys: replace the commented rows with
- * yours (cmd_key.c, cmd_creds.c, declared in cli.h).
+ * Keep it in the order of docs/edgetrust.md.
  */
 static const struct cli_command commands[] = {
 	{"provision", cmd_provision, "--serial SERIAL [--index IDX] [--key-handle H]",
@@ -31,8 +30,35 @@ static const struct cli_command commands[] = {
 	 "  --index IDX              NV index (default 0x01000000)\n"
 	 "  --owner-auth-file FILE   file holding the owner password, - for stdin\n"
 	 "                           (one trailing newline is ignored)\n"},
-	/* {"key create", cmd_key_create, ...}, {"key public", cmd_key_public, ...}, */
-	/* {"creds seal", cmd_creds_seal, ...}, {"creds open", cmd_creds_open, ...}, */
+	{"key create", cmd_key_create, "[--handle H]",
+	 "create the device key (RSA-2048, decrypt-only) under the SRK unless present",
+	 "  --handle H         persistent handle of the device key (default 0x81000002)\n"},
+	{"key public", cmd_key_public, "[--handle H] [--out FILE]",
+	 "print the device key's public half as PEM; its fingerprint on stderr",
+	 "  --handle H         persistent handle of the key (default 0x81000002)\n"
+	 "  --out FILE         write the PEM to FILE (atomically) instead of stdout\n"
+	 "                     (with --json: PEM, fingerprint and handle as JSON on stdout)\n"},
+	{"creds seal", cmd_creds_seal,
+	 "--pubkey PEM --serial SERIAL [--cred-version N] [--in FILE] [--out FILE]",
+	 "seal credentials to a device's public key (an envelope; no TPM involved)",
+	 "  --pubkey PEM       the device's public key (from 'edgetrust key public')\n"
+	 "  --serial SERIAL    the device's serial number, bound into the envelope\n"
+	 "  --cred-version N   credential version, increase it with every rotation (default 1)\n"
+	 "  --in FILE          the credentials (default: stdin)\n"
+	 "  --out FILE         the envelope, written atomically with mode 0600 (default: stdout)\n"},
+	{"creds open", cmd_creds_open,
+	 "[--handle H] [--serial S] [--index IDX] [--in FILE] [--out FILE] [--raw pkcs1|oaep]",
+	 "open an envelope (or the article's bare RSA ciphertext) with the TPM key",
+	 "  --handle H         persistent handle of the device key (default 0x81000002)\n"
+	 "  --serial S         the device's serial (default: read from the NV index)\n"
+	 "  --index IDX        NV index of the serial (default 0x01000000)\n"
+	 "  --in FILE          the envelope or ciphertext (default: stdin)\n"
+	 "  --out FILE         the plaintext, written atomically with mode 0600 (default: stdout)\n"
+	 "  --raw pkcs1|oaep   a bare RSA block from 'openssl pkeyutl -encrypt', PKCS#1 v1.5\n"
+	 "                     (openssl's default; a padding oracle) or OAEP with SHA-256\n"},
+	{"creds inspect", cmd_creds_inspect, "[--in FILE]",
+	 "print an envelope's header (serial, key fingerprint, version); no TPM, no decryption",
+	 "  --in FILE          the envelope (default: stdin)\n"},
 	{"status", cmd_status, "",
 	 "TPM vendor and firmware, serial, keys, handles, lockout state and what is missing",
 	 "  --index IDX        NV index of the serial (default 0x01000000)\n"
