@@ -788,13 +788,6 @@ static int finish(struct parser *p)
 					    "%u) but not its baud/parity/data_bits/stop_bits; devices "
 					    "on one line must use the same settings",
 					    a->name, a->device, b->name, p->dev_seen[j].header_line);
-			if (a->unit_id == b->unit_id)
-				return fail(p, p->dev_seen[i].header_line,
-					    "[modbus.%s] and [modbus.%s] (line %u) share serial port "
-					    "%s and unit_id %u; each device on a line needs its own "
-					    "unit_id",
-					    a->name, b->name, p->dev_seen[j].header_line, a->device,
-					    a->unit_id);
 		}
 	}
 	for (size_t i = 0; i < c->n_points; i++) {

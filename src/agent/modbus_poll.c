@@ -393,9 +393,9 @@ static int link_up(struct et_poller *p, struct link *l, uint32_t timeout_ms, int
 		return 0;
 	if (now_ms < l->retry_at_ms)
 		return -1;
+	snprintf(port, sizeof(port), "%u", l->port);
 	if (!l->mb) {
 		if (l->transport == ET_MB_TCP) {
-			snprintf(port, sizeof(port), "%u", l->port);
 			l->mb = modbus_new_tcp_pi(l->host, port);
 		} else {
 			l->mb = modbus_new_rtu(l->device, (int)l->baud, l->parity, (int)l->data_bits,
