@@ -28,6 +28,34 @@ def run(args, env, cwd, input=None):
     return p.stdout
 
 
+# TPM2_CC_* of the commands these flows send (TPM 2.0 Part 2, table 12)
+CC_NAMES = {
+    0x11F: "NV_UndefineSpace", 0x120: "EvictControl", 0x12A: "NV_DefineSpace",
+    0x131: "CreatePrimary", 0x137: "NV_Write", 0x14E: "NV_Read", 0x153: "Create",
+    0x157: "Load", 0x159: "RSA_Decrypt", 0x161: "ContextLoad", 0x162: "ContextSave",
+    0x165: "FlushContext", 0x169: "NV_ReadPublic", 0x16C: "PolicyCommandCode",
+    0x173: "ReadPublic", 0x174: "RSA_Encrypt", 0x176: "StartAuthSession",
+    0x17A: "GetCapability", 0x17B: "GetRandom", 0x189: "PolicyGetDigest",
+    0x18F: "PolicyNvWritten", 0x144: "Startup", 0x143: "SelfTest", 0x17F: "PolicyRestart",
+}
+
+
+def command_names(log_path, skip):
+    """Names of the TPM commands in swtpm's level-20 log after the first skip commands."""
+    names, want = [], False
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if "SWTPM_IO_Read:" in line:
+                want = True
+                continue
+            if want:
+                b = bytes.fromhex(line.strip())
+                cc = int.from_bytes(b[6:10], "big") if len(b) >= 10 else -1
+                names.append(CC_NAMES.get(cc, hex(cc)))
+                want = False
+    return names[skip:]
+
+
 class Flow:
     """A fresh swtpm and a scratch directory."""
 
@@ -36,6 +64,17 @@ class Flow:
         self.tmp = etfix.TempDir("et-bench-")
         self.env = self.tpm.env()
         self.env["TSS2_LOG"] = "all+none"
+
+    def sequence(self, steps, rm=False):
+        """The names of the TPM commands steps send (flushes for rm not included)."""
+        names = []
+        for st in steps:
+            c0 = self.tpm.count_commands()
+            st()
+            names += command_names(self.tpm.log_path, c0)
+            if rm:
+                run(["tpm2_flushcontext", "-t"], self.env, self.tmp.path)
+        return names
 
     def measure(self, steps, rm=False):
         """Runs steps (callables), returns (TPM commands, seconds). rm: after each step, flush
@@ -151,6 +190,7 @@ def main():
     et = etfix.binary("edgetrust")
 
     res = {}
+    seqs = {}
 
     def record(name, samples):
         cmds = sorted({c for c, _ in samples})
@@ -160,7 +200,9 @@ def main():
     for rnd in range(a.rounds):
         fo, fa = Flow(etfix), Flow(etfix)
         try:
+            c0 = fo.tpm.count_commands()
             prov_o.append(fo.measure(ours_provision(fo, et)))
+            seqs["provision ours"] = command_names(fo.tpm.log_path, c0)
             prov_a.append(fa.measure(article_provision(fa), rm=True))
             if rnd == a.rounds - 1:
                 # credentials for the boots: an envelope for ours, the article's bare block
@@ -171,6 +213,9 @@ def main():
                         fh.write(SECRET)
                     run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", pem, "-in",
                          "secret.txt", "-out", "encryptedFile"], f.env, f.tmp.path)
+                seqs["boot ours (CLI, envelope)"] = fo.sequence(ours_boot(fo, et))
+                seqs["boot ours (one process)"] = fo.sequence(ours_boot_inprocess(fo, build))
+                seqs["boot article"] = fa.sequence(article_boot(fa), rm=True)
                 for _ in range(a.boots):
                     boot_o.append(fo.measure(ours_boot(fo, et)))
                     boot_or.append(fo.measure(ours_boot_raw(fo, et)))
@@ -186,6 +231,10 @@ def main():
     record("boot ours (one process: et_serial_read + et_envelope_open)", boot_oi)
     record("boot article (tpm2_nvread + tpm2_rsadecrypt)", boot_a)
 
+    print("TPM commands, in order:\n")
+    for n, q in seqs.items():
+        print(f"- {n}: {', '.join(q)}")
+    print()
     print(f"TPM flows on swtpm, {a.rounds} fresh TPMs per provisioning flow, {a.boots} boots "
           f"per boot flow; wall time is the median (process start-up included).\n")
     print("| flow | TPM commands | wall time (ms) | commands ours/article | time ours/article |")
