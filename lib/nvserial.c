@@ -10,6 +10,8 @@
  *                          PolicyNV_Written, NV_Write                                  = 5
  *  provision, rerun:       NV_DefineSpace (NV_DEFINED), NV_ReadPublic, NV_Read         = 3
  *  read:                   NV_ReadPublic, NV_Read                                      = 2
+ *                          (owner has a password: + NV_Read refused, and the TPM answers
+ *                          the first DA-protected use after startup with RETRY: up to 5)
  *  clear:                  NV_ReadPublic, NV_UndefineSpace                             = 2
  * The reads and the undefine use the SAPI context under ESAPI: they need only password
  * sessions, and ESAPI would first spend a command on building an ESYS_TR for the index.
@@ -168,6 +170,32 @@ static int check_public(uint32_t nv_index, const TPMS_NV_PUBLIC *pub)
 		       SERIAL_ATTRS, ET_NV_WRITE_ONCE_POLICY_HEX, nv_index);
 }
 
+/* The warnings ESAPI would resend for us; SAPI leaves them to the caller. */
+static bool tpm_busy(TSS2_RC rc)
+{
+	TPM2_RC base = et_tpm_rc_base(rc);
+
+	return base == TPM2_RC_RETRY || base == TPM2_RC_TESTING || base == TPM2_RC_YIELDED;
+}
+
+/*
+ * NV_Read with an empty password. The first use of a DA-protected authorisation after TPM
+ * startup is answered TPM_RC_RETRY while the TPM records that use in NV: resend, as ESAPI does.
+ */
+static TSS2_RC sys_nv_read(TSS2_SYS_CONTEXT *sys, TPM2_HANDLE auth, TPM2_HANDLE nv_index,
+			   UINT16 size, TPM2B_MAX_NV_BUFFER *data)
+{
+	TSS2L_SYS_AUTH_COMMAND auths = {.count = 1, .auths = {{.sessionHandle = TPM2_RH_PW}}};
+	TSS2L_SYS_AUTH_RESPONSE rsp = {0};
+	TSS2_RC rc;
+	int tries = 0;
+
+	do {
+		rc = Tss2_Sys_NV_Read(sys, auth, nv_index, &auths, size, 0, data, &rsp);
+	} while (tpm_busy(rc) && ++tries < 5);
+	return rc;
+}
+
 /*
  * NV_Read of the whole index with a password session: owner first (DA-exempt), the index's
  * own auth when the owner has a password or the index is NO_DA (then that is DA-exempt too).
@@ -176,8 +204,6 @@ static int read_data(et_ctx *ctx, uint32_t nv_index, const TPMS_NV_PUBLIC *pub,
 		     TPM2B_MAX_NV_BUFFER *ret)
 {
 	TSS2_SYS_CONTEXT *sys = sys_of(ctx);
-	TSS2L_SYS_AUTH_COMMAND auths = {.count = 1, .auths = {{.sessionHandle = TPM2_RH_PW}}};
-	TSS2L_SYS_AUTH_RESPONSE rsp = {0};
 	TPM2B_MAX_NV_BUFFER data = {0};
 	bool owner = (pub->attributes & TPMA_NV_OWNERREAD) &&
 		     !((pub->attributes & TPMA_NV_NO_DA) && (pub->attributes & TPMA_NV_AUTHREAD));
@@ -191,15 +217,13 @@ static int read_data(et_ctx *ctx, uint32_t nv_index, const TPMS_NV_PUBLIC *pub,
 			       "NV index 0x%08x can be read neither by the owner nor with its own "
 			       "authorisation (no ownerread, no authread); it is not a serial index",
 			       nv_index);
-	rc = Tss2_Sys_NV_Read(sys, owner ? TPM2_RH_OWNER : nv_index, nv_index, &auths,
-			      pub->dataSize, 0, &data, &rsp);
+	rc = sys_nv_read(sys, owner ? TPM2_RH_OWNER : nv_index, nv_index, pub->dataSize, &data);
 	if (owner && rc != TSS2_RC_SUCCESS && (pub->attributes & TPMA_NV_AUTHREAD) &&
 	    et_tpm_rc_base(rc) == TPM2_RC_BAD_AUTH) {
 		/* The owner has a password: the index's empty auth still reads it. */
 		et_log(ET_LOG_DEBUG, "owner read of 0x%08x refused (owner password set); reading "
 		       "with the index's own authorisation", nv_index);
-		rc = Tss2_Sys_NV_Read(sys, nv_index, nv_index, &auths, pub->dataSize, 0, &data,
-				      &rsp);
+		rc = sys_nv_read(sys, nv_index, nv_index, pub->dataSize, &data);
 	}
 	if (rc != TSS2_RC_SUCCESS) {
 		snprintf(what, sizeof(what), "reading NV index 0x%08x", nv_index);
@@ -472,7 +496,7 @@ int et_serial_clear(et_ctx *ctx, uint32_t nv_index, const uint8_t *owner_auth,
 	TPMS_NV_PUBLIC pub = {0};
 	char what[80];
 	TSS2_RC rc;
-	int r;
+	int r, tries = 0;
 
 	et_clear_error();
 	if (!ctx)
@@ -502,7 +526,9 @@ int et_serial_clear(et_ctx *ctx, uint32_t nv_index, const uint8_t *owner_auth,
 	auths.auths[0].hmac.size = (UINT16)owner_auth_len;
 	if (owner_auth_len)
 		memcpy(auths.auths[0].hmac.buffer, owner_auth, owner_auth_len);
-	rc = Tss2_Sys_NV_UndefineSpace(sys, TPM2_RH_OWNER, nv_index, &auths, &rsp);
+	do {
+		rc = Tss2_Sys_NV_UndefineSpace(sys, TPM2_RH_OWNER, nv_index, &auths, &rsp);
+	} while (tpm_busy(rc) && ++tries < 5);
 	if (rc != TSS2_RC_SUCCESS) {
 		if (et_tpm_rc_base(rc) == TPM2_RC_BAD_AUTH || et_tpm_rc_base(rc) == TPM2_RC_AUTH_FAIL)
 			r = et_fail(ET_E_AUTH,

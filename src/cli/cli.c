@@ -48,7 +48,7 @@ int cli_parse(struct cli *cli, int argc, char **argv, const struct option *own,
 		memcpy(opts, own, n * sizeof(*own));
 	memcpy(opts + n, common_opts, sizeof(common_opts));
 	memset(&opts[n + N_COMMON], 0, sizeof(opts[0]));
-	if (snprintf(shorts, sizeof(shorts), "+:%sv", own_short ? own_short : "") >=
+	if (snprintf(shorts, sizeof(shorts), ":%sv", own_short ? own_short : "") >=
 	    (int)sizeof(shorts))
 		return CLI_EXIT_INTERNAL;
 
