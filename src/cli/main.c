@@ -224,21 +224,26 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	if (argc == 0) {
+		fputs("edgetrust: no command given\n", stderr);
 		print_usage(stderr);
 		return CLI_EXIT_USAGE;
 	}
 	cmd = find_command(argc, argv, &words);
 	if (!cmd) {
-		if (is_group(argv[0])) {
-			if (argc > 1 && strcmp(argv[1], "--help") && strcmp(argv[1], "-h"))
-				fprintf(stderr, "edgetrust: unknown command '%s %s'\n", argv[0],
-					argv[1]);
-			print_group(argc > 1 && strcmp(argv[1], "--help") && strcmp(argv[1], "-h")
-					    ? stderr : stdout, argv[0]);
-			return argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
-				       ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+		bool help = argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+
+		if (!is_group(argv[0]))
+			return cli_usage_error(NULL, "unknown command '%s'", argv[0]);
+		if (help) {
+			print_group(stdout, argv[0]);
+			return CLI_EXIT_OK;
 		}
-		return cli_usage_error(NULL, "unknown command '%s'", argv[0]);
+		if (argc > 1)
+			fprintf(stderr, "edgetrust: unknown command '%s %s'\n", argv[0], argv[1]);
+		else
+			fprintf(stderr, "edgetrust: '%s' needs a subcommand\n", argv[0]);
+		print_group(stderr, argv[0]);
+		return CLI_EXIT_USAGE;
 	}
 	argc -= words - 1;
 	argv += words - 1;
