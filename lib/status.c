@@ -9,6 +9,11 @@
 
 #include "keys.h"
 
+/* tpm2-tss' TPM2_TRANSIENT_FIRST etc. shift a signed int into the sign bit (UBSan objects). */
+#define HANDLES_TRANSIENT 0x80000000u
+#define HANDLES_PERSISTENT 0x81000000u
+#define HANDLES_LOADED_SESSION 0x02000000u
+
 static int get_cap(et_ctx *ctx, TPM2_CAP cap, UINT32 prop, UINT32 count,
 		   TPMS_CAPABILITY_DATA **ret)
 {
@@ -142,16 +147,16 @@ int et_status_get(et_ctx *ctx, uint32_t nv_index, uint32_t srk_handle, uint32_t 
 			}
 		}
 	}
-	r = get_cap(ctx, TPM2_CAP_HANDLES, TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &transient);
+	r = get_cap(ctx, TPM2_CAP_HANDLES, HANDLES_TRANSIENT, TPM2_MAX_CAP_HANDLES, &transient);
 	if (r < 0)
 		goto out;
 	st.transient_handles = transient->data.handles.count;
-	r = get_cap(ctx, TPM2_CAP_HANDLES, TPM2_LOADED_SESSION_FIRST, TPM2_MAX_CAP_HANDLES,
+	r = get_cap(ctx, TPM2_CAP_HANDLES, HANDLES_LOADED_SESSION, TPM2_MAX_CAP_HANDLES,
 		    &sessions);
 	if (r < 0)
 		goto out;
 	st.loaded_sessions = sessions->data.handles.count;
-	r = get_cap(ctx, TPM2_CAP_HANDLES, TPM2_PERSISTENT_FIRST, TPM2_MAX_CAP_HANDLES,
+	r = get_cap(ctx, TPM2_CAP_HANDLES, HANDLES_PERSISTENT, TPM2_MAX_CAP_HANDLES,
 		    &persistent);
 	if (r < 0)
 		goto out;
