@@ -974,6 +974,14 @@ static int run(struct agent *a, const sigset_t *origmask)
 	char why[1024], err[512];
 	int rc;
 
+	rc = et_poller_new(a->cfg, &a->poller);
+	if (rc < 0) {
+		logm(ET_LOG_ERR, "Modbus poller: %s", et_strerror(rc));
+		return EXIT_CONFIG;
+	}
+	et_poller_set_log(a->poller, log_cb, NULL);
+	apply_settings(a);
+	a->ctl_fd = ctl_open(a);
 	rc = open_stored(a, &c, why, sizeof(why));
 	if (rc == -2) {
 		logm(ET_LOG_ERR, "%s", why);
@@ -985,14 +993,6 @@ static int run(struct agent *a, const sigset_t *origmask)
 	} else if (start_registration(a, rc == 1 ? "no stored credentials (first start)" : why) < 0) {
 		return EXIT_CONFIG;
 	}
-	rc = et_poller_new(a->cfg, &a->poller);
-	if (rc < 0) {
-		logm(ET_LOG_ERR, "Modbus poller: %s", et_strerror(rc));
-		return EXIT_CONFIG;
-	}
-	et_poller_set_log(a->poller, log_cb, NULL);
-	apply_settings(a);
-	a->ctl_fd = ctl_open(a);
 	a->wd_usec = et_sd_watchdog_usec();
 	et_sd_notify("READY=1");
 	logm(ET_LOG_INFO, "running");

@@ -237,6 +237,7 @@ class Agent:
 
     def start(self, env=None):
         self.logf = open(self.log_path, "ab")
+        self.log_off = self.logf.tell()
         self.proc = subprocess.Popen([etfix.binary("edgetrustd"), "-c", self.conf],
                                      stdout=self.logf, stderr=self.logf, env=env)
         return self
@@ -245,9 +246,15 @@ class Agent:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def run_log(self):
+        """The log of the current (last started) run."""
+        with open(self.log_path, "rb") as f:
+            f.seek(getattr(self, "log_off", 0))
+            return f.read().decode(errors="replace")
+
     def wait_log(self, text, timeout=30.0):
-        return wait_for(lambda: text in self.log(), timeout, f"'{text}' in the agent log:\n"
-                        + self.log()[-3000:])
+        return wait_for(lambda: text in self.run_log(), timeout,
+                        f"'{text}' in the agent log:\n" + self.run_log()[-3000:])
 
     def stop(self, sig=signal.SIGTERM):
         etfix.stop_process(self.proc, sig, timeout=15)
