@@ -184,6 +184,7 @@ def have_cli():
 
 
 def cli(args, env, input=None, timeout=120):
+    """Runs the CLI; .stdout keeps the raw bytes, .out/.err are text."""
     return etfix.run([etfix.binary("edgetrust")] + args, env=env, input=input, timeout=timeout)
 
 
