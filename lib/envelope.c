@@ -85,7 +85,8 @@ int et_envelope_parse(const uint8_t *blob, size_t blob_len, et_envelope_view *re
 		return truncated(&rd, "serial length");
 	if (u8 < 1 || u8 > ET_SERIAL_MAX)
 		return et_fail(ET_E_ENVELOPE_FORMAT,
-			       "envelope serial length %u is out of range 1..%d", u8, ET_SERIAL_MAX);
+			       "envelope serial length %u is out of range 1..%d", u8,
+			       ET_SERIAL_MAX);
 	if (!et_reader_bytes(&rd, u8, &p))
 		return truncated(&rd, "serial");
 	if (!serial_ok(p, u8))
@@ -184,9 +185,10 @@ int et_envelope_decrypt(const et_envelope_view *v, const uint8_t *aes_key, size_
 	int n = 0, r;
 
 	if (aes_key_len != ET_ENV_AES_KEY_LEN) {
-		r = et_fail(ET_E_ENVELOPE_AUTH,
-			    "the wrapped key unwrapped to %zu bytes, not %d: the envelope was altered",
-			    aes_key_len, ET_ENV_AES_KEY_LEN);
+		r = et_fail(
+		    ET_E_ENVELOPE_AUTH,
+		    "the wrapped key unwrapped to %zu bytes, not %d: the envelope was altered",
+		    aes_key_len, ET_ENV_AES_KEY_LEN);
 		goto out;
 	}
 	r = et_secret_new(v->ciphertext_len, &pt);
@@ -195,8 +197,8 @@ int et_envelope_decrypt(const et_envelope_view *v, const uint8_t *aes_key, size_
 	c = EVP_CIPHER_CTX_new();
 	if (!c || !EVP_DecryptInit_ex2(c, EVP_aes_256_gcm(), aes_key, v->nonce, NULL) ||
 	    !EVP_DecryptUpdate(c, NULL, &n, v->aad, (int)v->aad_len) ||
-	    (v->ciphertext_len &&
-	     !EVP_DecryptUpdate(c, et_secret_data(pt), &n, v->ciphertext, (int)v->ciphertext_len)) ||
+	    (v->ciphertext_len && !EVP_DecryptUpdate(c, et_secret_data(pt), &n, v->ciphertext,
+						     (int)v->ciphertext_len)) ||
 	    !EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, ET_ENV_TAG_LEN, (void *)v->tag)) {
 		r = et_fail(ET_E_CRYPTO, "AES-256-GCM decryption could not start (OpenSSL)");
 		goto out;
@@ -317,8 +319,8 @@ int et_envelope_seal(const char *pubkey_pem, const char *serial, uint32_t cred_v
 	put_be(p, plaintext_len, 4);
 	p += 4;
 	c = EVP_CIPHER_CTX_new();
-	if (!c || !EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), aes_key, p - 4 - ET_ENV_NONCE_LEN,
-				       NULL) ||
+	if (!c ||
+	    !EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), aes_key, p - 4 - ET_ENV_NONCE_LEN, NULL) ||
 	    !EVP_EncryptUpdate(c, NULL, &n, blob, (int)(p - blob)) ||
 	    (plaintext_len && !EVP_EncryptUpdate(c, p, &n, plaintext, (int)plaintext_len)) ||
 	    !EVP_EncryptFinal_ex(c, p + plaintext_len, &n) ||
@@ -359,9 +361,8 @@ static int read_private(const char *pem, EVP_PKEY **ret)
 	return 0;
 }
 
-int et_envelope_open_soft(const char *privkey_pem, const char *expected_serial,
-			  const uint8_t *blob, size_t blob_len, et_secret **ret_plaintext,
-			  et_envelope_info *ret_info)
+int et_envelope_open_soft(const char *privkey_pem, const char *expected_serial, const uint8_t *blob,
+			  size_t blob_len, et_secret **ret_plaintext, et_envelope_info *ret_info)
 {
 	et_envelope_view v;
 	EVP_PKEY *pkey = NULL;

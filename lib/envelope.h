@@ -19,8 +19,8 @@
 #define ET_ENV_AES_KEY_LEN 32
 #define ET_ENV_NONCE_LEN 12
 #define ET_ENV_TAG_LEN 16
-#define ET_ENV_WRAPPED_MIN 256u          /* RSA-2048 */
-#define ET_ENV_WRAPPED_MAX 1024u         /* RSA-8192 */
+#define ET_ENV_WRAPPED_MIN 256u	 /* RSA-2048 */
+#define ET_ENV_WRAPPED_MAX 1024u /* RSA-8192 */
 #define ET_ENV_PAYLOAD_MAX (1024u * 1024u)
 
 /* Fields of a parsed envelope; the pointers point into the caller's blob. */

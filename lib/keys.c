@@ -28,6 +28,7 @@
  * the curve's size, so that every tool that follows the guidance derives the same key. noDA,
  * because its auth is empty and a power cut must never count as a dictionary attack.
  */
+/* clang-format off */
 static const TPM2B_PUBLIC srk_template = {
 	.publicArea = {
 		.type = TPM2_ALG_ECC,
@@ -68,6 +69,7 @@ static const TPM2B_PUBLIC device_key_template = {
 		},
 	},
 };
+/* clang-format on */
 
 int et_tpm_check_persistent(TPM2_HANDLE handle, const char *what)
 {
@@ -105,7 +107,7 @@ static bool public_matches_name(const TPM2B_PUBLIC *pub, const TPM2B_NAME *name)
 	const EVP_MD *md = name_md(pub->publicArea.nameAlg);
 
 	if (!md || Tss2_MU_TPMT_PUBLIC_Marshal(&pub->publicArea, buf, sizeof(buf), &off) !=
-			   TSS2_RC_SUCCESS)
+		       TSS2_RC_SUCCESS)
 		return false;
 	if (!EVP_Digest(buf, off, digest, &dlen, md, NULL))
 		return false;
@@ -279,7 +281,8 @@ int et_tpm_rsa_pkey(const TPM2B_PUBLIC *pub, EVP_PKEY **ret)
 	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) ||
 	    !(params = OSSL_PARAM_BLD_to_param(bld)) || EVP_PKEY_fromdata_init(pc) <= 0 ||
 	    EVP_PKEY_fromdata(pc, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
-		r = et_fail(ET_E_CRYPTO, "cannot turn the TPM's RSA public key into an OpenSSL key");
+		r = et_fail(ET_E_CRYPTO,
+			    "cannot turn the TPM's RSA public key into an OpenSSL key");
 		goto out;
 	}
 	*ret = pkey;

@@ -133,8 +133,9 @@ int et_pkey_check_rsa(EVP_PKEY *pkey, unsigned min_bits)
 		min_bits = 2048;
 	/* EVP_PKEY_RSA only: an RSA-PSS key is signature-only and cannot receive an envelope. */
 	if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA) {
-		r = et_fail(ET_E_PEM, "the public key is %s, not RSA; give the device's RSA key "
-				      "(`edgetrust key public`)",
+		r = et_fail(ET_E_PEM,
+			    "the public key is %s, not RSA; give the device's RSA key "
+			    "(`edgetrust key public`)",
 			    OBJ_nid2sn(EVP_PKEY_get_base_id(pkey)));
 		goto out;
 	}
@@ -155,8 +156,7 @@ int et_pkey_check_rsa(EVP_PKEY *pkey, unsigned min_bits)
 	}
 	/* An even or tiny exponent is no RSA key at all; a huge one is not what a TPM or any
 	 * sane generator makes (TPMs use 65537). */
-	if (!BN_is_odd(e) || BN_cmp(e, BN_value_one()) <= 0 || BN_is_word(e, 1) ||
-	    BN_num_bits(e) > 256) {
+	if (!BN_is_odd(e) || BN_cmp(e, BN_value_one()) <= 0 || BN_num_bits(e) > 256) {
 		char *dec = BN_bn2dec(e);
 
 		r = et_fail(ET_E_PEM,

@@ -68,9 +68,9 @@ static int tpm_decrypt(et_ctx *ctx, ESYS_TR key_tr, const TPMT_RSA_DECRYPT *sche
 {
 	ESYS_CONTEXT *esys = et_ctx_esys(ctx);
 	const TPMT_SYM_DEF sym = {
-		.algorithm = TPM2_ALG_AES,
-		.keyBits.aes = 128,
-		.mode.aes = TPM2_ALG_CFB,
+	    .algorithm = TPM2_ALG_AES,
+	    .keyBits.aes = 128,
+	    .mode.aes = TPM2_ALG_CFB,
 	};
 	const TPM2B_DATA label = {.size = 0};
 	TPM2B_PUBLIC_KEY_RSA cipher;
@@ -138,8 +138,8 @@ int et_envelope_open(et_ctx *ctx, uint32_t key_handle, const char *expected_seri
 		     et_envelope_info *ret_info)
 {
 	const TPMT_RSA_DECRYPT oaep = {
-		.scheme = TPM2_ALG_OAEP,
-		.details.oaep.hashAlg = TPM2_ALG_SHA256,
+	    .scheme = TPM2_ALG_OAEP,
+	    .details.oaep.hashAlg = TPM2_ALG_SHA256,
 	};
 	et_envelope_view v;
 	ESYS_TR key = ESYS_TR_NONE;
@@ -226,7 +226,8 @@ int et_raw_decrypt(et_ctx *ctx, uint32_t key_handle, et_raw_mode mode, const uin
 	snprintf(refused, sizeof(refused),
 		 "the TPM could not decrypt the block: it was not encrypted to the key at 0x%08x, "
 		 "was altered, or used the other padding (%s; try --raw %s)",
-		 key_handle, mode == ET_RAW_PKCS1 ? "PKCS#1 v1.5 was asked" : "OAEP-SHA256 was asked",
+		 key_handle,
+		 mode == ET_RAW_PKCS1 ? "PKCS#1 v1.5 was asked" : "OAEP-SHA256 was asked",
 		 mode == ET_RAW_PKCS1 ? "oaep" : "pkcs1");
 	r = tpm_decrypt(ctx, key, &scheme, ct, ct_len, ET_E_CRYPTO, refused, &pt);
 	if (r < 0)

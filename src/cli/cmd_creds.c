@@ -62,8 +62,9 @@ static int on_creds_opt(int val, const char *arg, void *userdata)
 		return 0;
 	case OPT_CRED_VERSION:
 		if (cli_parse_u32(arg, &o->cred_version) != 0)
-			return cli_usage_error("creds", "--cred-version \"%s\" is not a number "
-							"0..4294967295",
+			return cli_usage_error("creds",
+					       "--cred-version \"%s\" is not a number "
+					       "0..4294967295",
 					       arg);
 		return 0;
 	case OPT_RAW:
@@ -72,8 +73,8 @@ static int on_creds_opt(int val, const char *arg, void *userdata)
 		else if (strcmp(arg, "oaep") == 0)
 			o->raw = ET_RAW_OAEP;
 		else
-			return cli_usage_error("creds open", "--raw takes pkcs1 or oaep, not \"%s\"",
-					       arg);
+			return cli_usage_error("creds open",
+					       "--raw takes pkcs1 or oaep, not \"%s\"", arg);
 		return 0;
 	default:
 		return CLI_EXIT_USAGE;
@@ -83,12 +84,12 @@ static int on_creds_opt(int val, const char *arg, void *userdata)
 int cmd_creds_seal(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"pubkey", required_argument, NULL, OPT_PUBKEY},
-		{"serial", required_argument, NULL, OPT_SERIAL},
-		{"cred-version", required_argument, NULL, OPT_CRED_VERSION},
-		{"in", required_argument, NULL, OPT_IN},
-		{"out", required_argument, NULL, OPT_OUT},
-		{NULL, 0, NULL, 0},
+	    {"pubkey", required_argument, NULL, OPT_PUBKEY},
+	    {"serial", required_argument, NULL, OPT_SERIAL},
+	    {"cred-version", required_argument, NULL, OPT_CRED_VERSION},
+	    {"in", required_argument, NULL, OPT_IN},
+	    {"out", required_argument, NULL, OPT_OUT},
+	    {NULL, 0, NULL, 0},
 	};
 	struct creds_opts o = {.cred_version = 1};
 	uint8_t *pem = NULL, *blob = NULL;
@@ -103,7 +104,8 @@ int cmd_creds_seal(struct cli *cli, int argc, char **argv)
 	if (ret)
 		return ret;
 	if (!o.pubkey || !o.serial)
-		return cli_usage_error("creds seal", "--pubkey FILE and --serial SERIAL are required");
+		return cli_usage_error("creds seal",
+				       "--pubkey FILE and --serial SERIAL are required");
 	ret = cli_read_in(o.pubkey, PEM_MAX, &pem, &pem_len);
 	if (ret)
 		goto out;
@@ -129,13 +131,13 @@ out:
 int cmd_creds_open(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"handle", required_argument, NULL, OPT_HANDLE},
-		{"serial", required_argument, NULL, OPT_SERIAL},
-		{"index", required_argument, NULL, OPT_INDEX},
-		{"in", required_argument, NULL, OPT_IN},
-		{"out", required_argument, NULL, OPT_OUT},
-		{"raw", required_argument, NULL, OPT_RAW},
-		{NULL, 0, NULL, 0},
+	    {"handle", required_argument, NULL, OPT_HANDLE},
+	    {"serial", required_argument, NULL, OPT_SERIAL},
+	    {"index", required_argument, NULL, OPT_INDEX},
+	    {"in", required_argument, NULL, OPT_IN},
+	    {"out", required_argument, NULL, OPT_OUT},
+	    {"raw", required_argument, NULL, OPT_RAW},
+	    {NULL, 0, NULL, 0},
 	};
 	struct creds_opts o = {.handle = ET_DEVICE_KEY_HANDLE_DEFAULT,
 			       .index = ET_NV_SERIAL_INDEX_DEFAULT};
@@ -190,8 +192,8 @@ out:
 int cmd_creds_inspect(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"in", required_argument, NULL, OPT_IN},
-		{NULL, 0, NULL, 0},
+	    {"in", required_argument, NULL, OPT_IN},
+	    {NULL, 0, NULL, 0},
 	};
 	struct creds_opts o = {0};
 	et_envelope_info info;

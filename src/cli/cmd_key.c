@@ -34,8 +34,8 @@ static int on_key_opt(int val, const char *arg, void *userdata)
 int cmd_key_create(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"handle", required_argument, NULL, OPT_HANDLE},
-		{NULL, 0, NULL, 0},
+	    {"handle", required_argument, NULL, OPT_HANDLE},
+	    {NULL, 0, NULL, 0},
 	};
 	struct key_opts o = {.handle = ET_DEVICE_KEY_HANDLE_DEFAULT};
 	et_ctx *ctx = NULL;
@@ -79,9 +79,9 @@ out:
 int cmd_key_public(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"handle", required_argument, NULL, OPT_HANDLE},
-		{"out", required_argument, NULL, OPT_OUT},
-		{NULL, 0, NULL, 0},
+	    {"handle", required_argument, NULL, OPT_HANDLE},
+	    {"out", required_argument, NULL, OPT_OUT},
+	    {NULL, 0, NULL, 0},
 	};
 	struct key_opts o = {.handle = ET_DEVICE_KEY_HANDLE_DEFAULT};
 	et_ctx *ctx = NULL;

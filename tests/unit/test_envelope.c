@@ -23,12 +23,12 @@ static const char serial[] = "CM4-0001_a.b";
 static const uint8_t secret_text[] = "user=dev1\npassword=Sup3r-s3cret\nca=-----BEGIN...\n";
 
 struct keys {
-	char *priv;     /* device key */
+	char *priv; /* device key */
 	char *pub;
-	char *priv2;    /* another device's key */
+	char *priv2; /* another device's key */
 	char *pub2;
-	char *pub1024;  /* too small */
-	char *pub_e3;   /* small but acceptable exponent */
+	char *pub1024; /* too small */
+	char *pub_e3;  /* small but acceptable exponent */
 };
 
 static char *bio_string(BIO *bio)
@@ -99,9 +99,8 @@ static int teardown(void **state)
 
 static void seal(struct keys *k, uint8_t **blob, size_t *len)
 {
-	assert_int_equal(et_envelope_seal(k->pub, serial, 7, secret_text, sizeof(secret_text),
-					  blob, len),
-			 0);
+	assert_int_equal(
+	    et_envelope_seal(k->pub, serial, 7, secret_text, sizeof(secret_text), blob, len), 0);
 }
 
 static void test_roundtrip(void **state)
@@ -164,7 +163,8 @@ static void test_every_byte_altered(void **state)
 			r = et_envelope_open_soft(k->priv, serial, blob, len, &pt, NULL);
 			blob[i] ^= flips[f];
 			if (r == 0)
-				fail_msg("altering byte %zu by 0x%02x was not detected", i, flips[f]);
+				fail_msg("altering byte %zu by 0x%02x was not detected", i,
+					 flips[f]);
 			assert_envelope_error(r);
 			assert_null(pt);
 		}
@@ -206,9 +206,9 @@ static void test_trailing_bytes(void **state)
 	for (size_t extra = 1; extra <= 300; extra += 37) {
 		longer = calloc(1, len + extra);
 		memcpy(longer, blob, len);
-		assert_int_equal(et_envelope_open_soft(k->priv, serial, longer, len + extra, &pt,
-						       NULL),
-				 ET_E_ENVELOPE_FORMAT);
+		assert_int_equal(
+		    et_envelope_open_soft(k->priv, serial, longer, len + extra, &pt, NULL),
+		    ET_E_ENVELOPE_FORMAT);
 		assert_null(pt);
 		assert_non_null(strstr(et_errmsg(), "after the tag"));
 		free(longer);
@@ -249,7 +249,8 @@ static void test_pem_checks(void **state)
 	assert_int_equal(et_pem_check_rsa(k->pub1024, 1024), 0);
 	assert_int_equal(et_pem_check_rsa(k->pub_e3, 0), 0);
 	assert_int_equal(et_pem_check_rsa("garbage", 0), ET_E_PEM);
-	assert_int_equal(et_pem_check_rsa(k->priv, 0), ET_E_PEM); /* a private key is no PEM pubkey */
+	assert_int_equal(et_pem_check_rsa(k->priv, 0),
+			 ET_E_PEM); /* a private key is no PEM pubkey */
 	assert_int_equal(et_envelope_seal(k->pub1024, serial, 1, secret_text, 4, &blob, &len),
 			 ET_E_PEM);
 	assert_null(blob);
@@ -318,14 +319,10 @@ static void test_bad_exponent(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip),
-		cmocka_unit_test(test_every_byte_altered),
-		cmocka_unit_test(test_every_truncation),
-		cmocka_unit_test(test_trailing_bytes),
-		cmocka_unit_test(test_foreign),
-		cmocka_unit_test(test_pem_checks),
-		cmocka_unit_test(test_ec_key_refused),
-		cmocka_unit_test(test_bad_exponent),
+	    cmocka_unit_test(test_roundtrip),	     cmocka_unit_test(test_every_byte_altered),
+	    cmocka_unit_test(test_every_truncation), cmocka_unit_test(test_trailing_bytes),
+	    cmocka_unit_test(test_foreign),	     cmocka_unit_test(test_pem_checks),
+	    cmocka_unit_test(test_ec_key_refused),   cmocka_unit_test(test_bad_exponent),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
