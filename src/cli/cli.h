@@ -99,5 +99,9 @@ int cmd_key_public(struct cli *cli, int argc, char **argv);
 int cmd_creds_seal(struct cli *cli, int argc, char **argv);
 int cmd_creds_open(struct cli *cli, int argc, char **argv);
 int cmd_creds_inspect(struct cli *cli, int argc, char **argv);
+/* agent-core: src/cli/cmd_config.c (talks to the running edgetrustd) */
+int cmd_config_get(struct cli *cli, int argc, char **argv);
+int cmd_config_set(struct cli *cli, int argc, char **argv);
+int cmd_config_list(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -59,6 +59,16 @@ static const struct cli_command commands[] = {
 	{"creds inspect", cmd_creds_inspect, "[--in FILE]",
 	 "print an envelope's header (serial, key fingerprint, version); no TPM, no decryption",
 	 "  --in FILE          the envelope (default: stdin)\n"},
+	{"config list", cmd_config_list, "[--data-dir DIR]",
+	 "list edgetrustd's live settings (effective values, version, who changed them last)",
+	 "  --data-dir DIR     the agent's data_dir (default /data/edgetrust)\n"},
+	{"config get", cmd_config_get, "KEY [--data-dir DIR]",
+	 "print one of edgetrustd's live settings",
+	 "  --data-dir DIR     the agent's data_dir (default /data/edgetrust)\n"},
+	{"config set", cmd_config_set, "KEY=VALUE... [--data-dir DIR]",
+	 "change edgetrustd's live settings now (validated, persisted, reported to the cloud)",
+	 "  --data-dir DIR     the agent's data_dir (default /data/edgetrust)\n"
+	 "                     VALUE null (or default) returns a key to its configured value\n"},
 	{"status", cmd_status, "",
 	 "TPM vendor and firmware, serial, keys, handles, lockout state and what is missing",
 	 "  --index IDX        NV index of the serial (default 0x01000000)\n"

@@ -82,8 +82,19 @@ class Bad(unittest.TestCase):
         r = a.ctl({"op": "set", "settings": {"log_level": "loud"}})
         self.assertFalse(r["ok"])
         self.assertIn("log_level", r["report"]["rejected"])
-        r = a.ctl({"op": "set", "settings": {"modbus.plc1.poll_ms": 300}})
-        self.assertTrue(r["ok"], r)
+        # The same through `edgetrust config`.
+        cfg = [etfix.binary("edgetrust"), "config"]
+        p = etfix.run(cfg + ["set", "spool.batch=0", "--data-dir", a.data_dir])
+        self.assertEqual(p.returncode, 3, p.err)
+        self.assertIn("spool.batch refused: out of range", p.err)
+        p = etfix.run(cfg + ["set", "modbus.plc1.poll_ms=300", "--data-dir", a.data_dir])
+        self.assertEqual(p.returncode, 0, p.err)
+        self.assertIn("modbus.plc1.poll_ms = 300", p.out)
+        p = etfix.run(cfg + ["get", "modbus.plc1.poll_ms", "--data-dir", a.data_dir])
+        self.assertEqual((p.returncode, p.out), (0, "300\n"), p.err)
+        p = etfix.run(cfg + ["list", "--data-dir", self.tmp.join("nowhere")])
+        self.assertEqual(p.returncode, 4)
+        self.assertIn("is it running", p.err)
         rep = agentfix.wait_for(lambda: self.last_reported()["source"] == "local"
                                 and self.last_reported(), 20, "local report")
         self.assertEqual(rep["settings"]["modbus.plc1.poll_ms"], 300)
