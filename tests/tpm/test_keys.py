@@ -23,14 +23,22 @@ class KeyCreate(TpmCase, unittest.TestCase):
         self.stop_tpm()
 
     def test_create_is_idempotent(self):
+        c0 = self.tpm.count_commands()
         p = self.et("key", "create")
         self.assertEqual(p.returncode, 0, p.err)
+        # ReadPublic x2 (both handles empty), CreatePrimary, EvictControl, FlushContext,
+        # Create, Load, EvictControl, FlushContext, and ReadPublic for the fingerprint
+        self.assertEqual(self.tpm.count_commands() - c0, 10)
         word, handle, fpr = p.out.split()
         self.assertEqual((word, handle), ("created", "0x81000002"))
         self.assert_tpm_clean()
+        c0 = self.tpm.count_commands()
         p = self.et("key", "create")
         self.assertEqual(p.returncode, 0, p.err)
         self.assertEqual(p.out.split(), ["present", "0x81000002", fpr])
+        # a rerun only looks: ReadPublic of the key, and one more for the fingerprint (the
+        # public comes from ESAPI's metadata, not a second ReadPublic)
+        self.assertEqual(self.tpm.count_commands() - c0, 2)
         # exactly the SRK and the device key, no second key anywhere
         self.assertEqual(self.handles("handles-persistent"), ["0x81000001", "0x81000002"])
         self.assert_tpm_clean()
@@ -50,8 +58,10 @@ class KeyCreate(TpmCase, unittest.TestCase):
     def test_public_pem_identical_to_tpm2_readpublic(self):
         self.assertEqual(self.et("key", "create").returncode, 0)
         ours, theirs = self.p("our.pem"), self.p("tools.pem")
+        c0 = self.tpm.count_commands()
         p = self.et("key", "public", "--out", ours)
         self.assertEqual(p.returncode, 0, p.err)
+        self.assertEqual(self.tpm.count_commands() - c0, 1, "one ReadPublic")
         self.assertEqual(p.stdout, b"")
         self.tools("tpm2_readpublic", "-c", "0x81000002", "-o", theirs, "-f", "pem")
         with open(ours, "rb") as a, open(theirs, "rb") as b:
