@@ -58,9 +58,8 @@ static bool block_refused(TSS2_RC rc)
 
 /*
  * RSA_Decrypt of one block with key_tr in a fresh session salted with key_tr itself and with
- * response encryption. A block
- * the TPM refuses (bad padding: altered, wrong key or wrong mode) is reported as refused_err
- * with refused_msg; other failures keep their TPM error class.
+ * response encryption. A block the TPM refuses (bad padding: altered, wrong key or wrong mode)
+ * is reported as refused_err with refused_msg; other failures keep their TPM error class.
  */
 static int tpm_decrypt(et_ctx *ctx, ESYS_TR key_tr, const TPMT_RSA_DECRYPT *scheme,
 		       const uint8_t *ct, size_t ct_len, int refused_err, const char *refused_msg,
@@ -115,8 +114,9 @@ static int tpm_decrypt(et_ctx *ctx, ESYS_TR key_tr, const TPMT_RSA_DECRYPT *sche
 			r = et_tpm_fail(rc, "decrypting with the TPM key (TPM2_RSA_Decrypt)");
 		goto out;
 	}
-	/* Success consumed the session in the TPM and ESAPI dropped its object. */
-	session = ESYS_TR_NONE;
+	/* Success ended the session in the TPM; ESAPI still holds its object: forget it without
+	 * a TPM command (a long-running agent would otherwise collect one per open). */
+	et_tpm_close(ctx, &session);
 	r = et_secret_new(msg->size, &pt);
 	if (r < 0)
 		goto out;

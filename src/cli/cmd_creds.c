@@ -27,6 +27,7 @@ enum {
 };
 
 struct creds_opts {
+	const char *cmd; /* for usage messages */
 	uint32_t handle;
 	uint32_t index;
 	const char *in;
@@ -57,12 +58,12 @@ static int on_creds_opt(int val, const char *arg, void *userdata)
 		return 0;
 	case OPT_SERIAL:
 		if (et_serial_validate(arg) < 0)
-			return cli_usage_error("creds", "--serial \"%s\": %s", arg, et_errmsg());
+			return cli_usage_error(o->cmd, "--serial \"%s\": %s", arg, et_errmsg());
 		o->serial = arg;
 		return 0;
 	case OPT_CRED_VERSION:
 		if (cli_parse_u32(arg, &o->cred_version) != 0)
-			return cli_usage_error("creds",
+			return cli_usage_error(o->cmd,
 					       "--cred-version \"%s\" is not a number "
 					       "0..4294967295",
 					       arg);
@@ -91,7 +92,7 @@ int cmd_creds_seal(struct cli *cli, int argc, char **argv)
 	    {"out", required_argument, NULL, OPT_OUT},
 	    {NULL, 0, NULL, 0},
 	};
-	struct creds_opts o = {.cred_version = 1};
+	struct creds_opts o = {.cmd = "creds seal", .cred_version = 1};
 	uint8_t *pem = NULL, *blob = NULL;
 	size_t pem_len = 0, blob_len = 0;
 	et_secret *pt = NULL;
@@ -139,7 +140,8 @@ int cmd_creds_open(struct cli *cli, int argc, char **argv)
 	    {"raw", required_argument, NULL, OPT_RAW},
 	    {NULL, 0, NULL, 0},
 	};
-	struct creds_opts o = {.handle = ET_DEVICE_KEY_HANDLE_DEFAULT,
+	struct creds_opts o = {.cmd = "creds open",
+			       .handle = ET_DEVICE_KEY_HANDLE_DEFAULT,
 			       .index = ET_NV_SERIAL_INDEX_DEFAULT};
 	et_ctx *ctx = NULL;
 	uint8_t *blob = NULL;
@@ -195,7 +197,7 @@ int cmd_creds_inspect(struct cli *cli, int argc, char **argv)
 	    {"in", required_argument, NULL, OPT_IN},
 	    {NULL, 0, NULL, 0},
 	};
-	struct creds_opts o = {0};
+	struct creds_opts o = {.cmd = "creds inspect"};
 	et_envelope_info info;
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
