@@ -55,6 +55,20 @@ class KeyCreate(TpmCase, unittest.TestCase):
         self.assertNotIn("|sign", key)
         self.assertIn("noda", key)
 
+    def test_srk_is_the_tcg_template(self):
+        """Primaries are deterministic: tpm2-tools given the TCG provisioning-guidance ECC SRK
+        template (unique = 64 zero bytes, on stdin: tpm2-tools 5.4 ignores -u FILE) derives
+        exactly our SRK."""
+        self.assertEqual(self.et("key", "create").returncode, 0)
+        self.tools("tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", "ecc256:aes128cfb",
+                   "-a", "decrypt|restricted|fixedtpm|fixedparent|sensitivedataorigin|"
+                   "userwithauth|noda", "-u", "-", "-c", "tcg.ctx", input=b"\0" * 64)
+
+        def name(ctx):
+            out = self.tools("tpm2_readpublic", "-c", ctx).out
+            return next(l.split()[1] for l in out.splitlines() if l.startswith("name:"))
+        self.assertEqual(name("0x81000001"), name("tcg.ctx"))
+
     def test_public_pem_identical_to_tpm2_readpublic(self):
         self.assertEqual(self.et("key", "create").returncode, 0)
         ours, theirs = self.p("our.pem"), self.p("tools.pem")
