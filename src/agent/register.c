@@ -271,8 +271,8 @@ static int on_reply(struct et_reg *r, const uint8_t *payload, size_t len, uint8_
 	if (strcmp(st->valuestring, r->last_status) != 0 || ours) {
 		if (strcmp(st->valuestring, "pending") == 0)
 			rlog(r, ET_LOG_INFO,
-			     "registration pending%s%s: waiting for the operator (edgetrust-cloud accept %s)",
-			     why[0] ? ": " : "", why, r->p.serial);
+			     "registration pending%s%s%s; the operator accepts it with `edgetrust-cloud accept %s`",
+			     why[0] ? " (" : "", why, why[0] ? ")" : "", r->p.serial);
 		else
 			rlog(r, ET_LOG_WARNING, "registration %s%s%s%s", st->valuestring,
 			     why[0] ? ": " : "", why, ours ? "" : " (answer to an earlier request)");

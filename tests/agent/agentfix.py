@@ -285,3 +285,81 @@ def provision(swtpm, serial):
     p = etfix.run([etfix.binary("edgetrust"), "--tcti", swtpm.tcti, "serial", "provision", serial])
     if p.returncode != 0:
         raise AssertionError(f"provision failed: {p.err}")
+
+
+class Proxy:
+    """A TCP proxy on a free loopback port in front of target_port: cut() drops every
+    connection and refuses new ones (the device's network goes away), restore() ends that."""
+
+    def __init__(self, target_port):
+        import select  # noqa: F401  (used by the pump threads)
+        self.target = target_port
+        self.port = etfix.free_ports(1)
+        self.up = True
+        self.lock = threading.Lock()
+        self.conns = []
+        self.stopped = False
+        self.lsock = None
+        self._listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _listen(self):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(16)
+        s.settimeout(0.2)
+        self.lsock = s
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.lsock.accept()
+            except (socket.timeout, OSError):
+                continue
+            if not self.up:
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.up = False
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self.conns = []
+
+    def restore(self):
+        self.up = True
+
+    def stop(self):
+        self.stopped = True
+        self.cut()
+        self.lsock.close()
