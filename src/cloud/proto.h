@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Parsing and building of the MQTT payloads of docs/protocol.md on the cloud side. Pure
+ * functions over untrusted bytes (no I/O), so they can be fuzzed.
+ */
+#ifndef ET_CLOUD_PROTO_H
+#define ET_CLOUD_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MAX_PAYLOAD (64 * 1024)
+#define PROTO_MAX_REGISTER (16 * 1024)
+#define PROTO_MAX_RECORDS 500
+
+bool proto_serial_ok(const char *s);
+
+/* Splits "et/v1/<serial>/<rest>"; returns false for any other shape or an invalid serial. */
+bool proto_topic_split(const char *topic, char serial[65], const char **ret_rest);
+
+struct reg_req {
+	char serial[65];
+	char *pem;       /* malloc'd */
+	char fpr[65];    /* computed from the PEM */
+	char nonce[65];  /* echoed, may be empty */
+};
+
+/* Validates a registration request; on failure writes a reason and returns -1. */
+int proto_parse_register(const char *topic_serial, const void *payload, size_t len,
+			 struct reg_req *ret, char *reason, size_t reason_len);
+void reg_req_clear(struct reg_req *r);
+
+/* {"v":1,"serial":..,"status":..,"reason":..,"nonce":..,"cred_version":..,"envelope":..} */
+char *proto_reply(const char *serial, const char *status, const char *reason, const char *nonce,
+		  int64_t cred_version, const char *envelope_b64);
+
+/* Credentials JSON sealed into the envelope. Caller wipes and frees. */
+char *proto_credentials(const char *host, int port, bool tls, const char *username,
+			const char *password, const char *client_id, const char *ca_pem,
+			int64_t cred_version);
+
+char *proto_b64(const uint8_t *data, size_t len);
+/* Random password of 32 base64url characters (192 bits); writes 33 bytes incl. NUL. */
+int proto_password(char out[33]);
+
+#endif

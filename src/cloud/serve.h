@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `edgetrust-cloud serve`: the registration, credential and data service. */
+#ifndef ET_CLOUD_SERVE_H
+#define ET_CLOUD_SERVE_H
+
+#include <stdbool.h>
+
+struct serve_opts {
+	const char *db_url;
+	const char *instance;
+	const char *broker_host;
+	int broker_port;
+	const char *broker_user;
+	const char *broker_password_file;
+	bool broker_tls;
+	const char *broker_cafile, *broker_capath;
+	/* What devices are told to connect to (default: the broker address above). */
+	const char *public_host;
+	int public_port;
+	int public_tls; /* -1 = same as broker_tls */
+	const char *device_ca_file; /* CA PEM sealed into the credentials */
+	bool auto_accept;
+	int batch_max;
+	int poll_ms;
+};
+
+int cloud_serve(const struct serve_opts *o);
+
+#endif
