@@ -12,19 +12,7 @@
 
 bool proto_serial_ok(const char *s)
 {
-	size_t n = 0;
-
-	if (!s)
-		return false;
-	for (; s[n]; n++) {
-		char c = s[n];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return false;
-		if (n >= 64)
-			return false;
-	}
-	return n >= 1;
+	return s && et_serial_validate(s) == 0;
 }
 
 bool proto_topic_split(const char *topic, char serial[65], const char **ret_rest)

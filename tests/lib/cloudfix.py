@@ -337,9 +337,11 @@ class SoftDevice:
                     return False
                 if status and d.get("status") != status:
                     return False
-                if nonce and d.get("nonce") not in (None, nonce) and d.get("status") != "accepted":
-                    return False
-                return True
+                if "envelope" in d:
+                    # an accepted answer counts only when it is sealed to our own key
+                    return envelope_info(base64.b64decode(d["envelope"]))["fingerprint"] == \
+                        self.fingerprint
+                return not nonce or d.get("nonce") == nonce
             m = wait_message(c, f"et/v1/{self.serial}/register/reply", timeout, ok)
             return json.loads(m.payload) if m else None
         finally:

@@ -1,0 +1,58 @@
+"""Bad registration input against serve (SQLite or PostgreSQL): malformed JSON, oversized
+payload, bad PEM, a 1024-bit key, a serial differing from the topic, binary garbage, wrong
+fingerprint, wrong version. Each is refused with a logged reason, serve keeps running and the
+registry is unchanged; a good request afterwards still works."""
+import json
+import os
+import unittest
+
+import cloudtest
+from cloudfix import CloudStack, SoftDevice
+from etfix import main
+
+SERIAL = "SN-BAD"
+
+
+class BadInputTest(unittest.TestCase):
+    def test_bad_input(self):
+        with CloudStack(db=cloudtest.BACKEND, pg_fsync=False) as c:
+            self.assertEqual(c.cli("activate", SERIAL).returncode, 0)
+            dev = SoftDevice(SERIAL)
+            small = SoftDevice(SERIAL, bits=1024)
+            before = (c.cli("list", "--json").out, c.cli("audit", "--json").out)
+            good = json.loads(dev.request())
+            cases = {
+                "malformed JSON": b'{"v": 1, "serial": "SN-BAD", ',
+                "payload too large": json.dumps(dict(good, pad="x" * 20000)).encode(),
+                "unacceptable public key": json.dumps(dict(good, pubkey_pem="-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")).encode(),
+                "unacceptable public key ": small.request().encode(),
+                "differs from the topic": json.dumps(dict(good, serial="SN-OTHER")).encode(),
+                "not JSON text": os.urandom(600) + b"\x00",
+                "malformed JSON ": b"\xff\xfe garbage \x01\x02" * 10,
+                "fingerprint": json.dumps(dict(good, fingerprint="00" * 32)).encode(),
+                "protocol version": json.dumps(dict(good, v=2)).encode(),
+                "missing \"pubkey_pem\"": json.dumps({"v": 1, "serial": SERIAL}).encode(),
+                "JSON": b"[1,2,3]",
+            }
+            boot = dev.connect_bootstrap(c)
+            try:
+                for reason, payload in cases.items():
+                    r = dev.register(c, payload=payload, client=boot, status="refused")
+                    self.assertIsNotNone(r, reason)
+                    self.assertIn(reason.strip(), r["reason"], reason)
+                    self.assertIsNone(c.serves[0].poll(), "serve died")
+            finally:
+                boot.loop_stop()
+                boot.disconnect()
+            log = c.serve_log_text()
+            self.assertGreaterEqual(log.count("refused"), len(cases))
+            self.assertIn("1024", log)
+            self.assertEqual((c.cli("list", "--json").out, c.cli("audit", "--json").out), before)
+            # the service still works, and the device can still register
+            self.assertEqual(dev.register(c)["status"], "pending")
+            self.assertEqual(c.device(SERIAL)["fingerprint"], dev.fingerprint)
+        self.assertEqual(c.serve_exit_codes, [0])
+
+
+if __name__ == "__main__":
+    main()
