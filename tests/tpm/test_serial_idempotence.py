@@ -56,6 +56,25 @@ class SerialIdempotence(tpmtest.TpmTestCase):
         out = self.tools("tpm2_nvread", "-C", "o", "0x1000000", "-s", "7").stdout
         self.assertEqual(out, b"FOREIGN")
 
+    def test_no_da_variant_is_accepted(self):
+        """The same index with no_da added (a stricter choice some sites make) is ours too."""
+        s, pol = self.tmp.join("s.dat"), self.tmp.join("p.policy")
+        self.tools("tpm2_startauthsession", "-S", s)
+        self.tools("tpm2_policycommandcode", "-S", s, "TPM2_CC_NV_Write")
+        self.tools("tpm2_policynvwritten", "-S", s, "-L", pol, "c")
+        self.tools("tpm2_flushcontext", s)
+        self.tools("tpm2_nvdefine", "-s", "20", "-a", "ownerread|authread|policywrite|no_da",
+                   "-L", pol)
+        self.et("serial", "provision", "DEV-0001")
+        self.assertEqual(self.et("serial", "read").out, "DEV-0001\n")
+
+    def test_foreign_content_is_not_printed(self):
+        self.tools("tpm2_nvdefine", "0x1000000", "-s", "20", "-a", "ownerread|ownerwrite|authread")
+        self.tools("tpm2_nvwrite", "0x1000000", "-C", "o", "-i", "-", input=b"\x01\x02bad\x00x")
+        p = self.et("serial", "read", expect=self.code("CLI_EXIT_INVALID"))
+        self.assertIn("not a serial number", p.err)
+        self.assertEqual(p.out, "")
+
     def test_other_policy_is_refused(self):
         s, pol = self.tmp.join("s.dat"), self.tmp.join("p.policy")
         self.tools("tpm2_startauthsession", "-S", s)
