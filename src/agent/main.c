@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <mosquitto.h>
 
 #include "agent_config.h"
 #include "config.h"
@@ -145,6 +146,7 @@ struct agent {
 	uint32_t cred_version;
 	bool online;
 	int refusals;
+	int last_conn_err;
 
 	/* Credential rotation in progress: new envelope kept until the broker accepts it. */
 	uint8_t *rot_blob;
@@ -708,6 +710,7 @@ static void handle_mqtt(struct agent *a, int64_t now)
 		case ET_MQTT_EV_CONNECTED:
 			a->online = true;
 			a->refusals = 0;
+			a->last_conn_err = 0;
 			logm(ET_LOG_INFO, "connected to the broker as %s (session %s)", a->username,
 			     ev->session_present ? "resumed" : "new");
 			if (a->rot_blob) {
@@ -748,8 +751,13 @@ static void handle_mqtt(struct agent *a, int64_t now)
 			if (a->online)
 				logm(ET_LOG_WARNING, "connection to the broker lost: %s; reconnecting",
 				     et_mqtt_reason(ev->rc));
-			else
-				logm(ET_LOG_DEBUG, "connecting failed: %s", et_mqtt_reason(ev->rc));
+			else if (ev->rc != a->last_conn_err)
+				/* Once per distinct reason, not at every retry. */
+				logm(ET_LOG_WARNING, "cannot connect to the broker %s:%u: %s%s; retrying",
+				     a->cfg->broker.host, (unsigned)a->cfg->broker.port, et_mqtt_reason(ev->rc),
+				     ev->rc == MOSQ_ERR_TLS ? " (check ca_file and that the broker's certificate "
+							      "names the configured host)" : "");
+			a->last_conn_err = ev->rc;
 			a->online = false;
 			et_sd_notify("STATUS=offline: reconnecting");
 			break;

@@ -7,6 +7,7 @@
 #include <sys/random.h>
 
 #include <cjson/cJSON.h>
+#include <mosquitto.h>
 #include <openssl/evp.h>
 
 #include "config.h"
@@ -116,6 +117,7 @@ struct et_reg {
 	int64_t backoff_ms;
 	unsigned seed;
 	char last_status[32];
+	int last_err; /* last connection error logged, so each is logged once */
 };
 
 static void rlog(struct et_reg *r, et_log_level lvl, const char *fmt, ...)
@@ -293,6 +295,7 @@ int et_reg_step(struct et_reg *r, int64_t now_ms, uint8_t **ret_blob, size_t *re
 	while (!done && (ev = et_mqtt_next(r->mqtt))) {
 		switch (ev->type) {
 		case ET_MQTT_EV_CONNECTED:
+			r->last_err = 0;
 			rlog(r, ET_LOG_INFO, "connected to the broker with the bootstrap login");
 			send_request(r, now_ms);
 			break;
@@ -303,7 +306,12 @@ int et_reg_step(struct et_reg *r, int64_t now_ms, uint8_t **ret_blob, size_t *re
 			break;
 		case ET_MQTT_EV_DISCONNECTED:
 			r->next_send_ms = 0;
-			rlog(r, ET_LOG_DEBUG, "bootstrap connection down: %s", et_mqtt_reason(ev->rc));
+			if (ev->rc != r->last_err)
+				rlog(r, ET_LOG_WARNING, "bootstrap connection: %s%s; retrying",
+				     et_mqtt_reason(ev->rc),
+				     ev->rc == MOSQ_ERR_TLS ? " (check ca_file and that the broker's certificate "
+							      "names the configured host)" : "");
+			r->last_err = ev->rc;
 			break;
 		case ET_MQTT_EV_MESSAGE:
 			if (strcmp(ev->topic, r->topic_reply) == 0)
