@@ -66,10 +66,11 @@ StartTcpServer(context=ctx, address=("127.0.0.1", port))
 class ModbusSim:
     """tests/lib/modbus_sim.py when present, else a tiny pymodbus TCP server."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, faults=()):
         self.tmp = tmp
         self.proc = None
         self.port = None
+        self.faults = list(faults)
 
     def start(self):
         sim = os.path.join(etfix.SOURCE, "tests", "lib", "modbus_sim.py")
@@ -77,6 +78,8 @@ class ModbusSim:
             self.port = etfix.free_ports(1)
             if os.path.exists(sim):
                 args = [PY3, sim, "--tcp", str(self.port)]
+                for f in self.faults:
+                    args += ["--fault", f]
             else:
                 path = self.tmp.join("sim.py")
                 with open(path, "w") as f:

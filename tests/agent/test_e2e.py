@@ -2,6 +2,7 @@
 readings from a pymodbus simulator arrive exactly once; nothing is lost when the broker stops
 for a while or the agent is SIGKILLed while publishing; the password appears nowhere."""
 import os
+import socket
 import sqlite3
 import time
 import unittest
@@ -89,6 +90,53 @@ class E2E(unittest.TestCase):
         agentfix.wait_for(lambda: max(self.cloud.seqs) >= next_seq, 30, "new readings")
         a.stop()
         self.assertEqual(self.cloud.conflicts, 0)
+
+    def test_modbus_errors_become_quality_marks(self):
+        # A second device whose registers answer with exception 2, and one that never answers:
+        # readings with q "exception" / "timeout" and value null, the agent unaffected.
+        bad = agentfix.ModbusSim(self.tmp, faults=["exception:holding:0-10:2",
+                                                   "silent:input:0-10"]).start()
+        self.addCleanup(bad.stop)
+        extra = (f"[modbus.bad]\ntransport = tcp\nhost = 127.0.0.1\nport = {bad.port}\n"
+                 "unit_id = 1\ntimeout_ms = 200\npoll_ms = 300\n\n"
+                 "[point.bad.exc]\ntable = holding\naddress = 0\ntype = u16\n\n"
+                 "[point.bad.dead]\ntable = input\naddress = 0\ntype = f32\n\n")
+        a = agentfix.Agent(self.tmp, self.tpm.tcti, self.mq.port, self.sim.port,
+                           serial="SN-E2E-1", poll_ms=50, extra_devices=extra).start()
+        self.agent = a
+
+        def marks():
+            qs = {(r["device"], r["point"]): r for r in list(self.cloud.seqs.values())}
+            return ("bad", "exc") in qs and ("bad", "dead") in qs and qs
+        qs = agentfix.wait_for(marks, 40, "readings of the faulty device")
+        self.assertEqual(qs[("bad", "exc")]["q"], "exception")
+        self.assertIsNone(qs[("bad", "exc")]["value"])
+        self.assertEqual(qs[("bad", "dead")]["q"], "timeout")
+        self.assertEqual(qs[("plc1", "temp")]["q"], "ok")
+        self.assertEqual(a.stop(), 0, a.run_log()[-3000:])
+        self.assert_all_arrived()
+
+    def test_sd_notify(self):
+        path = self.tmp.join("notify.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(path)
+        s.settimeout(30)
+        self.addCleanup(s.close)
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+        a = self.agent.start(env=env)
+        got = []
+        while got.count("WATCHDOG=1") < 3 or "READY=1" not in got or "STATUS=online" not in got:
+            got.append(s.recv(4096).decode())
+        self.assertLess(got.index("READY=1"), got.index("STATUS=online"))
+        self.assertEqual(a.stop(), 0)
+        s.settimeout(5)
+        rest = []
+        try:
+            while "STOPPING=1" not in rest:
+                rest.append(s.recv(4096).decode())
+        except socket.timeout:
+            pass
+        self.assertIn("STOPPING=1", rest)
 
     def test_secrets_never_in_clear(self):
         a = self.agent.start()
