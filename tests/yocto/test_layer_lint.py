@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""Lint of meta-edgetrust, without BitBake:
+  - new override syntax only (:append, :${PN}, :cm4-edge; never _append, _${PN}, _cm4-edge);
+  - every file:// in SRC_URI exists on the recipe's file search path;
+  - every LIC_FILES_CHKSUM md5 matches the file;
+  - the edgetrust recipe maps the project's meson options one to one (PACKAGECONFIG or
+    EXTRA_OEMESON, with values of the option's type) and never enables the cloud service;
+  - every line of every bbappend applies to cm4-edge only;
+  - layer.conf compatibility and dependencies, and the README yocto-check-layer expects.
+Each rule is first run on a known-bad sample, so a rule that cannot fail fails the test."""
+import glob
+import hashlib
+import os
+import re
+import sys
+
+SRC = os.path.abspath(os.environ.get('ET_SOURCE_DIR')
+                      or os.path.join(os.path.dirname(__file__), '..', '..'))
+LAYER = os.path.join(SRC, 'yocto', 'meta-edgetrust')
+MACHINE = 'cm4-edge'
+
+ASSIGN = re.compile(r'^\s*(?:export\s+)?([A-Za-z0-9_\-\.\$\{\}:/@+~]+?)(\[[^\]]*\])?\s*'
+                    r'(\?\?=|\?=|:=|\+=|=\+|\.=|=\.|=)\s*(.*)$')
+FUNC = re.compile(r'^\s*(?:python\s+|fakeroot\s+)*([A-Za-z0-9_\-\.\$\{\}:]+)\s*\(\s*\)\s*\{')
+OLD_OVERRIDE = re.compile(
+    r'_(append|prepend|remove)(?![A-Za-z0-9])'      # FOO_append, do_install_append
+    r'|_\$\{(PN|BPN|PN-\w+)\}'                      # FILES_${PN}
+    r'|_(cm4-edge|rpi|raspberrypi[0-9a-z-]*|class-\w+|pn-[\w-]+|virtclass-\w+)$')
+
+
+def logical_lines(path):
+    """(line number, text) with backslash continuations joined and comments dropped."""
+    out, buf, start = [], '', 0
+    with open(path) as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.rstrip('\n')
+            if not buf and line.lstrip().startswith('#'):
+                continue
+            if not buf:
+                start = n
+            if line.endswith('\\'):
+                buf += line[:-1] + ' '
+                continue
+            buf += line
+            if buf.strip():
+                out.append((start, buf))
+            buf = ''
+    if buf.strip():
+        out.append((start, buf))
+    return out
+
+
+def assignments(path):
+    """(line, name, flag, op, value) for every variable assignment; value unquoted."""
+    res = []
+    in_func = 0
+    for n, text in logical_lines(path):
+        if in_func:
+            in_func += text.count('{') - text.count('}')
+            continue
+        if FUNC.match(text):
+            in_func = text.count('{') - text.count('}')
+            continue
+        m = ASSIGN.match(text)
+        if m:
+            value = m.group(4).strip()
+            if len(value) >= 2 and value[0] in '"\'' and value[-1] == value[0]:
+                value = value[1:-1]
+            res.append((n, m.group(1), m.group(2), m.group(3), value))
+    return res
+
+
+def names(path):
+    """(line, name) of every assignment and function definition, for override checks."""
+    res = []
+    for n, text in logical_lines(path):
+        m = FUNC.match(text)
+        if m:
+            res.append((n, m.group(1)))
+            continue
+        m = ASSIGN.match(text)
+        if m and not text.startswith((' ', '\t')):
+            res.append((n, m.group(1)))
+    return res
+
+
+def layer_files(*exts):
+    return sorted(p for e in exts for p in glob.glob(os.path.join(LAYER, '**', '*' + e),
+                                                       recursive=True))
+
+
+# ---- rules: each returns a list of problems -------------------------------------------------
+def rule_old_overrides(files):
+    bad = []
+    for p in files:
+        for n, name in names(p):
+            if OLD_OVERRIDE.search(name):
+                bad.append('%s:%d: old override syntax in %r: use ":" (e.g. FOO:append, '
+                           'FILES:${PN}, FOO:cm4-edge)' % (rel(p), n, name))
+    return bad
+
+
+def filespath(recipe):
+    d = os.path.dirname(recipe)
+    base = os.path.basename(recipe).rsplit('.', 1)[0]
+    bpn = base.split('_')[0]
+    dirs = [os.path.join(d, base), os.path.join(d, bpn), os.path.join(d, 'files')]
+    for _, name, _, _, value in assignments(recipe):
+        if name.split(':')[0] == 'FILESEXTRAPATHS':
+            for part in value.split(':'):
+                part = part.replace('${THISDIR}', d).strip()
+                if part and '$' not in part:
+                    dirs.insert(0, part)
+    # Override subfolders (files/cm4-edge/...) are on the search path too.
+    out = []
+    for x in dirs:
+        out.append(x)
+        out.extend(sorted(glob.glob(os.path.join(x, '*/'))))
+    return out
+
+
+def rule_src_uri_files(recipes):
+    bad = []
+    for p in recipes:
+        dirs = filespath(p)
+        for n, name, _, _, value in assignments(p):
+            if name.split(':')[0] != 'SRC_URI':
+                continue
+            for f in re.findall(r'file://([^;\s\'"}]+)', value):
+                if f.startswith('/') or '$' in f:
+                    bad.append('%s:%d: file://%s: use a path relative to the recipe\'s files'
+                               % (rel(p), n, f))
+                    continue
+                if not any(os.path.exists(os.path.join(d, f)) for d in dirs):
+                    bad.append('%s:%d: file://%s not found in %s' % (
+                        rel(p), n, f, ', '.join(rel(d) for d in dirs)))
+    return bad
+
+
+def source_dir(recipe):
+    """Where ${S} comes from, for recipes whose source is this repository."""
+    for _, name, _, _, value in assignments(recipe):
+        if name == 'SRC_URI' and value.startswith('git://${EDGETRUST_REPO}'):
+            return SRC
+    return None
+
+
+def rule_license_checksums(recipes):
+    bad = []
+    for p in recipes:
+        for n, name, _, _, value in assignments(p):
+            if name.split(':')[0] != 'LIC_FILES_CHKSUM':
+                continue
+            for entry in value.split():
+                parts = entry.split(';')
+                if not parts[0].startswith('file://'):
+                    bad.append('%s:%d: %s is not a file:// entry' % (rel(p), n, entry))
+                    continue
+                params = dict(x.split('=', 1) for x in parts[1:] if '=' in x)
+                path = parts[0][len('file://'):]
+                if path.startswith('${COMMON_LICENSE_DIR}'):
+                    continue  # oe-core's own text, checked by oe-core
+                s = source_dir(p)
+                if s is None:
+                    bad.append('%s:%d: cannot tell where %s lives (source not this repository)'
+                               % (rel(p), n, path))
+                    continue
+                full = os.path.join(s, path)
+                if not os.path.exists(full):
+                    bad.append('%s:%d: %s does not exist' % (rel(p), n, rel(full)))
+                    continue
+                with open(full, 'rb') as f:
+                    lines = f.read().splitlines(keepends=True)
+                b, e = int(params.get('beginline', 1)), params.get('endline')
+                data = b''.join(lines[b - 1:int(e) if e else None])
+                md5 = hashlib.md5(data).hexdigest()
+                if 'md5' not in params:
+                    bad.append('%s:%d: %s has no md5' % (rel(p), n, entry))
+                elif params['md5'] != md5:
+                    bad.append('%s:%d: md5 of %s is %s, recipe says %s'
+                               % (rel(p), n, path, md5, params['md5']))
+    return bad
+
+
+def meson_options(path):
+    opts = {}
+    text = open(path).read()
+    for m in re.finditer(r"option\(\s*'([\w-]+)'\s*,\s*type\s*:\s*'(\w+)'([^)]*)\)", text):
+        choices = re.search(r"choices\s*:\s*\[([^\]]*)\]", m.group(3))
+        opts[m.group(1)] = (m.group(2), re.findall(r"'([^']*)'", choices.group(1))
+                            if choices else [])
+    return opts
+
+
+def check_value(opts, name, value, where):
+    if name not in opts:
+        return ['%s: -D%s is not an option of meson_options.txt' % (where, name)]
+    typ, choices = opts[name]
+    ok = {'boolean': value in ('true', 'false'),
+          'feature': value in ('enabled', 'disabled', 'auto'),
+          'combo': value in choices,
+          'integer': value.lstrip('-').isdigit(),
+          'string': True, 'array': True}.get(typ, False)
+    return [] if ok else ['%s: -D%s=%s is not a valid %s value' % (where, name, value, typ)]
+
+
+def rule_meson_options(recipe, opts):
+    bad, covered = [], set()
+    default_pc = None
+    for n, name, flag, op, value in assignments(recipe):
+        where = '%s:%d' % (rel(recipe), n)
+        if name == 'PACKAGECONFIG' and flag:
+            pc = flag[1:-1]
+            fields = [x.strip() for x in value.split(',')]
+            if pc not in opts:
+                bad.append('%s: PACKAGECONFIG[%s] is not a meson option' % (where, pc))
+                continue
+            covered.add(pc)
+            for i, want in ((0, 'on'), (1, 'off')):
+                args = fields[i].split() if len(fields) > i else []
+                if len(args) != 1 or not args[0].startswith('-D%s=' % pc):
+                    bad.append('%s: PACKAGECONFIG[%s] %s-value must be exactly -D%s=...'
+                               % (where, pc, want, pc))
+                    continue
+                bad += check_value(opts, pc, args[0].split('=', 1)[1], where)
+        elif name == 'PACKAGECONFIG' and not flag and op in ('??=', '?=', '='):
+            default_pc = value
+        elif name.split(':')[0] == 'EXTRA_OEMESON':
+            for arg in value.split():
+                m = re.match(r'-D([\w-]+)=(.*)$', arg)
+                if not m:
+                    bad.append('%s: EXTRA_OEMESON argument %r is not -Dname=value' % (where, arg))
+                    continue
+                covered.add(m.group(1))
+                bad += check_value(opts, m.group(1), m.group(2), where)
+    for o in sorted(set(opts) - covered):
+        bad.append('%s: meson option %r has no PACKAGECONFIG or EXTRA_OEMESON entry'
+                   % (rel(recipe), o))
+    if default_pc is None:
+        bad.append('%s: no default PACKAGECONFIG' % rel(recipe))
+    elif 'cloud' in default_pc.split():
+        bad.append('%s: the default PACKAGECONFIG enables cloud: edgetrust-cloud must not '
+                   'be built for devices' % rel(recipe))
+    return bad
+
+
+def rule_bbappend_machine_only(bbappends):
+    bad = []
+    for p in bbappends:
+        for n, name in names(p):
+            if ':' + MACHINE not in name.split('[')[0]:
+                bad.append('%s:%d: %r applies to every machine: add the :%s override (the '
+                           'kernel checksums its whole file search path)' % (rel(p), n, name,
+                                                                              MACHINE))
+    return bad
+
+
+def rule_layer_conf():
+    bad = []
+    conf = os.path.join(LAYER, 'conf', 'layer.conf')
+    vals = {name: value for _, name, _, _, value in assignments(conf)}
+    compat = vals.get('LAYERSERIES_COMPAT_edgetrust', '').split()
+    for series in ('kirkstone', 'scarthgap'):
+        if series not in compat:
+            bad.append('layer.conf: LAYERSERIES_COMPAT_edgetrust lacks %s' % series)
+    deps = vals.get('LAYERDEPENDS_edgetrust', '').split()
+    for dep in ('core', 'raspberrypi', 'tpm-layer', 'openembedded-layer', 'networking-layer'):
+        if dep not in deps:
+            bad.append('layer.conf: LAYERDEPENDS_edgetrust lacks %s' % dep)
+    readmes = sorted(glob.glob(os.path.join(LAYER, '[Rr][Ee][Aa][Dd][Mm][Ee]*')))
+    if not readmes:
+        bad.append('no README in the layer (yocto-check-layer)')
+    else:
+        text = open(readmes[0]).read().lower()
+        for word in ('maintainer', 'patch', '@'):
+            if word not in text:
+                bad.append('%s: yocto-check-layer wants %r in it' % (rel(readmes[0]), word))
+    return bad
+
+
+def rel(p):
+    return os.path.relpath(p, SRC)
+
+
+# ---- self-test: every rule must catch a planted mistake ----------------------------------------
+def self_test(tmp):
+    bad_append = os.path.join(tmp, 'linux-raspberrypi_%.bbappend')
+    with open(bad_append, 'w') as f:
+        f.write('FILESEXTRAPATHS_prepend := "${THISDIR}/files:"\n'
+                'SRC_URI += "file://missing.dts"\n'
+                'RDEPENDS_${PN} = "foo"\n'
+                'do_install_append() {\n\ttrue\n}\n')
+    bad_recipe = os.path.join(tmp, 'x_git.bb')
+    with open(bad_recipe, 'w') as f:
+        f.write('SRC_URI = "git://${EDGETRUST_REPO};protocol=file"\n'
+                'LIC_FILES_CHKSUM = "file://LICENSE;md5=00000000000000000000000000000000"\n'
+                'PACKAGECONFIG ??= "cli cloud"\n'
+                'PACKAGECONFIG[cli] = "-Dcli=yes,-Dcli=false"\n'
+                'PACKAGECONFIG[nosuch] = "-Dnosuch=true,-Dnosuch=false"\n'
+                'EXTRA_OEMESON = "-Dbogus=1"\n')
+    opts = meson_options(os.path.join(SRC, 'meson_options.txt'))
+    checks = [
+        ('old override syntax', rule_old_overrides([bad_append]),
+         ["'FILESEXTRAPATHS_prepend'", "'RDEPENDS_${PN}'", "'do_install_append'"]),
+        ('missing file://', rule_src_uri_files([bad_append]), ['file://missing.dts not found']),
+        ('machine-only bbappend', rule_bbappend_machine_only([bad_append]),
+         ["'SRC_URI' applies to every machine"]),
+        ('wrong md5', rule_license_checksums([bad_recipe]), ['recipe says 0000']),
+        ('meson mapping', rule_meson_options(bad_recipe, opts),
+         ['-Dcli=yes is not a valid boolean', 'PACKAGECONFIG[nosuch] is not a meson option',
+          '-Dbogus is not an option', 'enables cloud']),
+    ]
+    fails = 0
+    for what, problems, wanted in checks:
+        missing = [w for w in wanted if not any(w in pr for pr in problems)]
+        if missing:
+            print('FAIL self-test %s: did not report %r; got %r' % (what, missing, problems))
+            fails += 1
+        else:
+            print('ok self-test %s: planted problems found' % what)
+    return fails
+
+
+def main():
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        fails = self_test(tmp)
+    bbfiles = layer_files('.bb', '.bbappend', '.conf', '.inc', '.bbclass')
+    recipes = layer_files('.bb', '.bbappend')
+    bbappends = layer_files('.bbappend')
+    et = os.path.join(LAYER, 'recipes-edgetrust', 'edgetrust', 'edgetrust_git.bb')
+    opts = meson_options(os.path.join(SRC, 'meson_options.txt'))
+    results = [
+        ('new override syntax only', rule_old_overrides(bbfiles)),
+        ('file:// in SRC_URI exist', rule_src_uri_files(recipes)),
+        ('LIC_FILES_CHKSUM md5', rule_license_checksums(recipes)),
+        ('meson options one to one', rule_meson_options(et, opts)),
+        ('bbappends apply to %s only' % MACHINE, rule_bbappend_machine_only(bbappends)),
+        ('layer.conf and README', rule_layer_conf()),
+    ]
+    for what, problems in results:
+        if problems:
+            fails += 1
+            print('FAIL %s:' % what)
+            for pr in problems:
+                print('  ' + pr)
+        else:
+            print('ok %s' % what)
+    print('%d files linted, %d rules failed' % (len(bbfiles), fails))
+    return 1 if fails else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

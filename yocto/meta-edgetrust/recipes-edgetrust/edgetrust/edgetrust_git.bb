@@ -1,0 +1,91 @@
+SUMMARY = "edgetrust: TPM 2.0 identity, TPM-sealed cloud credentials, Modbus and MQTT for edge devices"
+DESCRIPTION = "libedgetrust (the only code that talks to the TPM), the edgetrust command line \
+for the factory and operators, and the edgetrustd device agent as a hardened systemd service."
+HOMEPAGE = "https://github.com/edgetrust/edgetrust"
+SECTION = "security"
+LICENSE = "Apache-2.0"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
+
+# Source: the edgetrust repository this layer ships in (EDGETRUST_REPO, set by layer.conf), at
+# the tip of EDGETRUST_BRANCH. Only committed work is built. For a release, pin the commit:
+#   SRCREV:pn-edgetrust = "<commit>"
+# or build another clone: EDGETRUST_REPO = "/path/to/edgetrust" (docs/yocto.md).
+EDGETRUST_BRANCH ??= "main"
+SRC_URI = "git://${EDGETRUST_REPO};protocol=file;branch=${EDGETRUST_BRANCH}"
+SRCREV ??= "${AUTOREV}"
+PV = "0.1.0+git${SRCPV}"
+S = "${WORKDIR}/git"
+
+inherit meson pkgconfig systemd useradd
+
+DEPENDS = "tpm2-tss openssl"
+
+# One PACKAGECONFIG per meson option of the project (meson_options.txt), same name, so every
+# option is set explicitly and nothing is decided by what the sysroot happens to contain.
+PACKAGECONFIG ??= "cli agent ${@bb.utils.filter('DISTRO_FEATURES', 'systemd', d)}"
+PACKAGECONFIG[cli] = "-Dcli=true,-Dcli=false"
+PACKAGECONFIG[agent] = "-Dagent=true,-Dagent=false,mosquitto libmodbus cjson sqlite3"
+# edgetrust-cloud is the cloud-side service; it never goes on a device. The option exists so
+# the mapping is complete; if enabled, the binary lands in ${PN}-cloud, which no image installs
+# and edgetrust-image refuses (PACKAGE_EXCLUDE).
+PACKAGECONFIG[cloud] = "-Dcloud=true,-Dcloud=false,mosquitto sqlite3 cjson"
+PACKAGECONFIG[postgresql] = "-Dpostgresql=enabled,-Dpostgresql=disabled,postgresql"
+PACKAGECONFIG[systemd] = "-Dsystemd=enabled,-Dsystemd=disabled,systemd"
+PACKAGECONFIG[tests] = "-Dtests=true,-Dtests=false,cmocka"
+PACKAGECONFIG[fuzz] = "-Dfuzz=true,-Dfuzz=false"
+# Man pages need pandoc, which OE does not build.
+PACKAGECONFIG[docs] = "-Ddocs=true,-Ddocs=false"
+
+EXTRA_OEMESON = "-Dsystemdunitdir=${systemd_system_unitdir}"
+
+# Where the agent keeps its state: on the data partition, which updates do not touch.
+EDGETRUST_DATA_DIR ??= "/data/edgetrust"
+
+do_install:append() {
+	if ${@bb.utils.contains('PACKAGECONFIG', 'cli', 'true', 'false', d)}; then
+		install -D -m 0755 ${S}/scripts/factory-provision.sh ${D}${sbindir}/edgetrust-factory-provision
+	fi
+	if ${@bb.utils.contains('PACKAGECONFIG', 'agent', 'true', 'false', d)}; then
+		# Created at boot, after /data is mounted: the root file system is read-only.
+		install -d ${D}${nonarch_libdir}/tmpfiles.d
+		printf 'd %s 0700 edgetrust edgetrust -\n' '${EDGETRUST_DATA_DIR}' \
+			> ${D}${nonarch_libdir}/tmpfiles.d/edgetrustd.conf
+	fi
+}
+
+PACKAGES =+ "lib${BPN} ${PN}-cli ${PN}-agent ${PN}-cloud ${PN}-factory"
+
+FILES:lib${BPN} = "${libdir}/libedgetrust.so.*"
+FILES:${PN}-cli = "${bindir}/edgetrust"
+FILES:${PN}-agent = " \
+    ${bindir}/edgetrustd ${sbindir}/edgetrustd \
+    ${sysconfdir}/edgetrust \
+    ${systemd_system_unitdir}/edgetrustd.service \
+    ${nonarch_libdir}/tmpfiles.d/edgetrustd.conf \
+"
+FILES:${PN}-cloud = " \
+    ${bindir}/edgetrust-cloud ${sbindir}/edgetrust-cloud \
+    ${systemd_system_unitdir}/edgetrust-cloud.service \
+"
+FILES:${PN}-factory = "${sbindir}/edgetrust-factory-provision"
+
+CONFFILES:${PN}-agent = "${sysconfdir}/edgetrust/edgetrustd.conf"
+
+# tctildr dlopen()s the device TCTI, so no shared-library dependency finds it.
+RDEPENDS:lib${BPN} = "libtss2-tcti-device"
+# tpm2-tss carries the udev rule that gives the tss group /dev/tpmrm0.
+RDEPENDS:${PN}-agent = "tpm2-tss"
+RDEPENDS:${PN}-factory = "${PN}-cli"
+ALLOW_EMPTY:${PN} = "1"
+
+SYSTEMD_PACKAGES = "${@bb.utils.contains('PACKAGECONFIG', 'agent', '${PN}-agent', '', d)}"
+SYSTEMD_SERVICE:${PN}-agent = "edgetrustd.service"
+SYSTEMD_AUTO_ENABLE:${PN}-agent = "enable"
+
+# The agent runs as edgetrust, in group tss so that it opens /dev/tpmrm0 without being root.
+# tss normally comes from tpm2-tss; creating it here too (groupadd skips existing groups)
+# keeps the order of package installation irrelevant.
+USERADD_PACKAGES = "${PN}-agent"
+GROUPADD_PARAM:${PN}-agent = "--system tss; --system edgetrust"
+USERADD_PARAM:${PN}-agent = "--system --no-create-home --home-dir ${EDGETRUST_DATA_DIR} \
+    --shell /sbin/nologin --gid edgetrust --groups tss edgetrust"
