@@ -368,7 +368,13 @@ void et_poller_get_stats(const struct et_poller *p, struct et_poller_stats *ret)
 
 static void set_timeouts(modbus_t *mb, uint32_t timeout_ms)
 {
+	/* libmodbus waits up to the byte timeout again for each later part of a frame; capping
+	 * it at timeout_ms keeps a truncated answer from costing more than about two timeouts
+	 * (libmodbus' default is 500 ms). */
+	uint32_t byte_ms = timeout_ms < 500 ? timeout_ms : 500;
+
 	modbus_set_response_timeout(mb, timeout_ms / 1000, (timeout_ms % 1000) * 1000);
+	modbus_set_byte_timeout(mb, byte_ms / 1000, (byte_ms % 1000) * 1000);
 }
 
 static void link_down(struct et_poller *p, struct link *l, const char *why, int64_t now_ms)

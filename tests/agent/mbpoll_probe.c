@@ -133,7 +133,8 @@ int main(int argc, char **argv)
 	et_poller_set_log(p, on_log, NULL);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	start = now = mono_ms();
-	while (duration >= 0 ? now - start < duration : pr.cycle < cycles) {
+	/* --duration-ms is real time, also with --fast (whose clock is virtual). */
+	while (duration >= 0 ? mono_ms() - start < duration : pr.cycle < cycles) {
 		int64_t due = et_poller_next_due_ms(p, now);
 		int n;
 
