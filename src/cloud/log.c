@@ -14,7 +14,9 @@ static enum cl_level log_max = CL_INFO;
 static void lib_log(et_log_level level, const char *msg, void *userdata)
 {
 	(void)userdata;
-	cl_log((enum cl_level)level, "libedgetrust: %s", msg);
+	/* Failures come back to us as error codes with et_errmsg(), which we log with context;
+	 * the library's own lines are detail for --log-level debug. */
+	cl_log(CL_DEBUG, "libedgetrust (%d): %s", (int)level, msg);
 }
 
 void cl_log_setup(const char *instance, enum cl_level max)
@@ -52,9 +54,17 @@ void cl_log(enum cl_level level, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	/* One write per line, so lines of concurrent instances sharing a terminal do not mix. */
-	if (log_instance[0])
-		fprintf(stderr, "edgetrust-cloud[%s] %s: %s\n", log_instance,
-			names[level] ? names[level] : "log", buf);
+	if (log_instance[0]) {
+		/* serve: a timestamp, for logs written to a file (the journal adds its own too). */
+		struct timespec ts;
+		struct tm tm;
+		char tbuf[32];
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(tbuf, sizeof(tbuf), "%H:%M:%S", &tm);
+		fprintf(stderr, "%s.%03ld edgetrust-cloud[%s] %s: %s\n", tbuf, ts.tv_nsec / 1000000L,
+			log_instance, names[level] ? names[level] : "log", buf);
+	}
 	else
 		fprintf(stderr, "edgetrust-cloud: %s: %s\n", names[level] ? names[level] : "log", buf);
 }

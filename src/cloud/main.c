@@ -204,26 +204,12 @@ static void wrong_state(const struct device *d, const char *cmd, const char *all
 
 /* ---- commands ----------------------------------------------------------------------------- */
 
-static int cmd_activate(struct args *a)
+/* Activates one serial inside the caller's transaction. */
+static int activate_one(reg *r, const char *serial, int64_t dur)
 {
-	const char *serial = a->argv[0];
-	int64_t dur = 3600;
 	struct device d = { 0 };
-	reg *r = NULL;
 	int ec, rc;
 
-	if ((ec = check_serial(serial)))
-		return ec;
-	if (a->dur && parse_duration(a->dur, &dur) < 0) {
-		cl_log(CL_ERR, "invalid --for '%s': use N, Ns, Nm, Nh or Nd", a->dur);
-		return EC_INPUT;
-	}
-	if ((ec = open_reg(a, &r)))
-		return ec;
-	if (cdb_begin(r->db) != CDB_OK) {
-		ec = EC_DB;
-		goto out;
-	}
 	rc = reg_device_get(r, serial, true, &d);
 	int64_t until = reg_now() + dur;
 	char detail[64];
@@ -235,16 +221,13 @@ static int cmd_activate(struct args *a)
 		d.activated_until = until;
 		d.online = -1;
 		d.created_at = reg_now();
-		if (reg_device_insert(r, &d) != CDB_OK || reg_audit(r, serial, "activate", detail) != CDB_OK ||
-		    cdb_commit(r->db) != CDB_OK) {
+		if (reg_device_insert(r, &d) != CDB_OK || reg_audit(r, serial, "activate", detail) != CDB_OK) {
 			cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
-			cdb_rollback(r->db);
 			ec = EC_DB;
 			goto out;
 		}
 	} else if (rc == CDB_OK) {
 		if (!strcmp(d.state, ST_PENDING) || !strcmp(d.state, ST_ACCEPTED)) {
-			cdb_rollback(r->db);
 			wrong_state(&d, "activate", "a new serial, activated, rejected or revoked");
 			ec = EC_STATE;
 			goto out;
@@ -260,11 +243,13 @@ static int cmd_activate(struct args *a)
 		snprintf(d.state, sizeof(d.state), ST_ACTIVATED);
 		d.activated_until = until;
 		d.replied = 0;
-		if ((ec = save_commit(r, &d, "activate", detail)))
+		if (reg_device_update(r, &d) != CDB_OK || reg_audit(r, serial, "activate", detail) != CDB_OK) {
+			cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
+			ec = EC_DB;
 			goto out;
+		}
 	} else {
 		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
-		cdb_rollback(r->db);
 		ec = EC_DB;
 		goto out;
 	}
@@ -272,8 +257,43 @@ static int cmd_activate(struct args *a)
 	ec = EC_OK;
 out:
 	device_clear(&d);
-	reg_close(r);
 	return ec;
+}
+
+static int cmd_activate(struct args *a)
+{
+	int64_t dur = 3600;
+	reg *r = NULL;
+	int ec;
+
+	for (int i = 0; i < a->argc; i++)
+		if ((ec = check_serial(a->argv[i])))
+			return ec;
+	if (a->dur && parse_duration(a->dur, &dur) < 0) {
+		cl_log(CL_ERR, "invalid --for '%s': use N, Ns, Nm, Nh or Nd", a->dur);
+		return EC_INPUT;
+	}
+	if ((ec = open_reg(a, &r)))
+		return ec;
+	/* All serials in one transaction: all are activated, or none. */
+	if (cdb_begin(r->db) != CDB_OK) {
+		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
+		reg_close(r);
+		return EC_DB;
+	}
+	for (int i = 0; i < a->argc; i++)
+		if ((ec = activate_one(r, a->argv[i], dur))) {
+			cdb_rollback(r->db);
+			reg_close(r);
+			return ec;
+		}
+	if (cdb_commit(r->db) != CDB_OK) {
+		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
+		reg_close(r);
+		return EC_DB;
+	}
+	reg_close(r);
+	return EC_OK;
 }
 
 static int state_change(struct args *a, const char *cmd)
@@ -827,9 +847,9 @@ static const int o_serve[] = { O_DB, O_LOG, O_INSTANCE, O_BHOST, O_BPORT, O_BUSE
 			       O_DEVCA, O_AUTO, O_BATCH, O_POLL, 0 };
 
 static const struct cmd commands[] = {
-	{ "activate", cmd_activate, 1, 1, "activate SERIAL [--for DURATION]",
-	  "Allow SERIAL to register during DURATION (default 1h). Re-activating a rejected or\n"
-	  "revoked serial forgets its pinned key.", o_act },
+	{ "activate", cmd_activate, 1, 1000000, "activate SERIAL... [--for DURATION]",
+	  "Allow each SERIAL to register during DURATION (default 1h); all in one transaction.\n"
+	  "Re-activating a rejected or revoked serial forgets its pinned key.", o_act },
 	{ "pending", cmd_pending, 0, 0, "pending [--json]",
 	  "Devices waiting for the operator: new registrations and re-key requests.", o_json },
 	{ "accept", cmd_accept, 1, 1, "accept SERIAL",

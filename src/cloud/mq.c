@@ -144,7 +144,7 @@ int mq_new(const struct mq_config *cfg, struct mq **ret)
 	q->cfg = *cfg;
 	q->last_connack = -1;
 	mosquitto_lib_init();
-	q->m = mosquitto_new(cfg->client_id, true, q);
+	q->m = mosquitto_new(cfg->client_id, cfg->session_expiry == 0, q);
 	if (!q->m) {
 		cl_log(CL_ERR, "mosquitto_new failed (out of memory or bad client id)");
 		free(q);
@@ -245,8 +245,19 @@ int mq_connect_wait(struct mq *q, volatile sig_atomic_t *stop, bool fail_fast)
 	int backoff = 250, attempt = 0;
 
 	while (!*stop) {
-		int r = attempt == 0 ? mosquitto_connect(q->m, q->cfg.host, q->cfg.port, q->cfg.keepalive)
-				     : mosquitto_reconnect(q->m);
+		int r;
+		if (attempt == 0) {
+			mosquitto_property *props = NULL;
+			if (q->cfg.session_expiry)
+				mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+							     q->cfg.session_expiry);
+			/* libmosquitto keeps a copy of the properties for every reconnect. */
+			r = mosquitto_connect_bind_v5(q->m, q->cfg.host, q->cfg.port, q->cfg.keepalive,
+						      NULL, props);
+			mosquitto_property_free_all(&props);
+		} else {
+			r = mosquitto_reconnect(q->m);
+		}
 		attempt++;
 		if (r == MOSQ_ERR_SUCCESS) {
 			r = await_connack(q, stop);

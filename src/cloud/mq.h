@@ -32,6 +32,9 @@ struct mq_config {
 	bool tls;
 	const char *cafile, *capath;
 	int keepalive;
+	/* > 0: persistent session (clean start off, this session expiry in seconds), so that the
+	 * broker keeps QoS 1 messages for this consumer while it is away. Needs a fixed client_id. */
+	unsigned session_expiry;
 	const char *const *subscriptions; /* NULL-terminated, QoS 1, renewed on every connect */
 };
 

@@ -403,6 +403,7 @@ static int process_round(struct server *s, struct item *items, size_t n)
 	int rc;
 
 	qsort(items, n, sizeof(*items), cmp_item);
+	cl_log(CL_DEBUG, "batch of %zu", n);
 	if (cdb_begin(s->r->db) != CDB_OK) {
 		cl_log(CL_ERR, "database: %s", cdb_errmsg(s->r->db));
 		return -1;
@@ -420,7 +421,9 @@ static int process_round(struct server *s, struct item *items, size_t n)
 		if (it->issue && seal_item(s, it) < 0)
 			it->failed = true;
 	}
+	cl_log(CL_DEBUG, "batch: rows locked and envelopes sealed");
 	apply_broker(s, items, n);
+	cl_log(CL_DEBUG, "batch: broker logins applied");
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
 		struct device *d = &it->dev;
@@ -469,6 +472,7 @@ static int process_round(struct server *s, struct item *items, size_t n)
 		cl_log(CL_ERR, "database commit failed: %s", cdb_errmsg(s->r->db));
 		return rc;
 	}
+	cl_log(CL_DEBUG, "batch: committed");
 	publish_results(s, items, n);
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
@@ -773,12 +777,15 @@ int cloud_serve(const struct serve_opts *o)
 		ec = EC_DB;
 		goto out;
 	}
-	snprintf(client_id, sizeof(client_id), "etcloud-%s-%ld", o->instance, (long)getpid());
+	/* A fixed client id per instance and a persistent session: the broker keeps what devices
+	 * send (telemetry, requests) while this instance is away (docs/protocol.md, "Delivery end
+	 * to end"). Instance names must therefore be unique. */
+	snprintf(client_id, sizeof(client_id), "etcloud-%s", o->instance);
 	struct mq_config mc = {
 		.host = o->broker_host, .port = o->broker_port, .username = o->broker_user,
 		.password = pw, .client_id = client_id, .tls = o->broker_tls,
 		.cafile = o->broker_cafile, .capath = o->broker_capath, .keepalive = 30,
-		.subscriptions = subs,
+		.subscriptions = subs, .session_expiry = 7 * 86400,
 	};
 	if (mq_new(&mc, &s.mq) < 0) {
 		ec = EC_BROKER;
