@@ -149,11 +149,8 @@ int et_envelope_inspect(const uint8_t *blob, size_t blob_len, et_envelope_info *
 	return 0;
 }
 
-int et_envelope_check_recipient(const et_envelope_view *v, const char *expected_serial,
-				const uint8_t key_fpr[ET_FPR_LEN], size_t modulus_len)
+int et_envelope_check_serial(const et_envelope_view *v, const char *expected_serial)
 {
-	char hex[65];
-
 	if (!expected_serial)
 		return et_fail(ET_E_INVALID, "no expected serial number given");
 	if (strcmp(v->info.serial, expected_serial) != 0)
@@ -161,6 +158,18 @@ int et_envelope_check_recipient(const et_envelope_view *v, const char *expected_
 			       "envelope is for serial \"%s\" but this device is \"%s\"; ask the "
 			       "cloud for this device's credentials",
 			       v->info.serial, expected_serial);
+	return 0;
+}
+
+int et_envelope_check_recipient(const et_envelope_view *v, const char *expected_serial,
+				const uint8_t key_fpr[ET_FPR_LEN], size_t modulus_len)
+{
+	char hex[65];
+	int r;
+
+	r = et_envelope_check_serial(v, expected_serial);
+	if (r < 0)
+		return r;
 	if (memcmp(v->key_fpr, key_fpr, ET_FPR_LEN) != 0) {
 		et_fpr_hex(key_fpr, hex);
 		return et_fail(ET_E_ENVELOPE_FOREIGN,

@@ -42,6 +42,8 @@ typedef struct et_envelope_view {
  * ET_E_ENVELOPE_FORMAT with a message naming the field on any defect. The fuzz entry point.
  */
 ET_HIDDEN int et_envelope_parse(const uint8_t *blob, size_t blob_len, et_envelope_view *ret);
+/* The serial half of step 2, which needs no key (so no TPM command): ET_E_ENVELOPE_FOREIGN. */
+ET_HIDDEN int et_envelope_check_serial(const et_envelope_view *v, const char *expected_serial);
 /*
  * Step 2 of opening: the envelope must name expected_serial and the key whose fingerprint is
  * key_fpr, and carry a wrapped key of that key's size. ET_E_ENVELOPE_FOREIGN otherwise.

@@ -156,7 +156,11 @@ int et_envelope_open(et_ctx *ctx, uint32_t key_handle, const char *expected_seri
 	r = et_envelope_parse(blob, blob_len, &v);
 	if (r < 0)
 		goto out;
-	/* 2. it is for this serial and this key (one ReadPublic gives the fingerprint) */
+	/* 2. it is for this serial (still no TPM command) and this key (one ReadPublic gives
+	 * the fingerprint) */
+	r = et_envelope_check_serial(&v, expected_serial);
+	if (r < 0)
+		goto out;
 	r = open_key(ctx, key_handle, &key, &pub);
 	if (r < 0)
 		goto out;

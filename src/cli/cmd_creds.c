@@ -168,6 +168,14 @@ int cmd_creds_open(struct cli *cli, int argc, char **argv)
 	if (o.raw) {
 		ret = et_raw_decrypt(ctx, o.handle, (et_raw_mode)o.raw, blob, blob_len, &pt);
 	} else {
+		et_envelope_info info;
+
+		/* A malformed envelope is refused before the serial is read from the TPM. */
+		ret = et_envelope_inspect(blob, blob_len, &info);
+		if (ret < 0) {
+			ret = cli_error(ret);
+			goto out;
+		}
 		if (!o.serial) {
 			ret = et_serial_read(ctx, o.index, &nv_serial);
 			if (ret < 0) {

@@ -210,8 +210,11 @@ class Envelope(TpmCase, unittest.TestCase):
         self.assertIn(f'"serial":"{SERIAL}"', p.out)
 
     def test_foreign_serial(self):
-        p = self.open(self.seal(), serial="CM4-0002")
+        blob = self.seal()
+        c0 = self.tpm.count_commands()
+        p = self.open(blob, serial="CM4-0002")
         self.assert_fails(p, EXIT_ENVELOPE_FOREIGN, "CM4-0002", SERIAL)
+        self.assertEqual(self.tpm.count_commands(), c0, "refused before the TPM")
         self.assert_tpm_clean()
 
     def test_other_devices_key(self):
@@ -222,8 +225,14 @@ class Envelope(TpmCase, unittest.TestCase):
     def test_truncated(self):
         blob = self.seal()
         for n in (0, 3, 7, 20, 60, 200, len(blob) - 17, len(blob) - 1):
+            c0 = self.tpm.count_commands()
             p = self.open(blob[:n])
             self.assert_fails(p, EXIT_ENVELOPE_FORMAT)
+            self.assertEqual(self.tpm.count_commands(), c0, "refused before the TPM")
+            # also when the serial has to come from NV
+            p = self.et("creds", "open", input=blob[:n])
+            self.assert_fails(p, EXIT_ENVELOPE_FORMAT)
+            self.assertEqual(self.tpm.count_commands(), c0, "refused before the TPM")
         self.assert_fails(self.open(blob + b"\0"), EXIT_ENVELOPE_FORMAT, "after the tag")
         self.assert_tpm_clean()
 
