@@ -74,6 +74,64 @@ def main():
                               "ec_paramgen_curve:P-256"], stdout=subprocess.PIPE,
                              check=True).stdout).stdout)
     write("pem", "garbage.pem", b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    agent_seeds(envs)
+
+
+def agent_seeds(envs):
+    import base64
+    import json
+    import struct
+    with open(os.path.join(HERE, "..", "etc", "edgetrustd.conf"), "rb") as f:
+        conf = f.read()
+    write("agent-config", "example.conf", conf)
+    write("agent-config", "rtu.conf", b"""[agent]
+tcti = swtpm:host=127.0.0.1,port=2321
+data_dir = /tmp/x
+[broker]
+host = localhost
+port = 1883
+tls = false
+bootstrap_username = bootstrap
+bootstrap_password_file = /tmp/pw
+[modbus.meter]
+transport = rtu
+device = /dev/ttyUSB0
+baud = 19200
+parity = E
+unit_id = 7
+[point.meter.power]
+table = input
+address = 10
+type = f32
+word_order = little
+scale = 0.001
+unit = kW
+[point.meter.on]
+table = coil
+address = 0
+type = bool
+""")
+    write("agent-config", "errors.conf", b"[agent]\nprot = 1\n[point.x.y]\naddress = 99999\n")
+    # mbvalue: first byte even = decode (type, order, nregs, regs, scale, offset, bit),
+    # odd = plan (gaps, then 4-byte items).
+    write("mbvalue", "f32-big", bytes([0, 4, 0, 2, 0x42, 0x28, 0, 0]) +
+          struct.pack("<dd", 1.0, 0.0) + b"\x01")
+    write("mbvalue", "i32-little", bytes([0, 3, 1, 2, 0xff, 0xfe, 0xff, 0xff]) +
+          struct.pack("<dd", 0.1, -40.0))
+    write("mbvalue", "plan", bytes([1, 8, 128]) + bytes([0, 0, 100, 1, 0, 0, 101, 2, 2, 0, 5, 1,
+                                                         0, 0xff, 0xff, 1, 1, 0, 0, 2]))
+    write("settings", "desired", json.dumps({"v": 1, "version": 2, "settings": {
+        "spool.batch": 50, "log_level": "debug", "modbus.plc1.poll_ms": 500}}).encode())
+    write("settings", "desired-bad", json.dumps({"v": 1, "version": 3, "settings": {
+        "spool.batch": 0, "nope": 1, "log_level": 7}}).encode())
+    write("settings", "local", b"L" + json.dumps({"status_interval_s": 30,
+                                                  "spool.max_records": None}).encode())
+    b64 = base64.b64encode(envs[1]).decode()
+    write("reg-reply", "accepted", json.dumps({"v": 1, "status": "accepted", "nonce": "ab",
+                                               "envelope": b64}).encode())
+    write("reg-reply", "pending", json.dumps({"v": 1, "status": "pending",
+                                              "reason": "awaiting operator"}).encode())
+    write("reg-reply", "b64-raw", b64.encode())
 
 
 if __name__ == "__main__":
