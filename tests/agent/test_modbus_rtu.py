@@ -14,7 +14,8 @@ import modbus_sim
 PROBE = os.path.join(etfix.BUILD, "tests", "agent", "et-mbprobe")
 
 
-def device(name, tty, unit=1, poll_ms=100, timeout_ms=300, baud=19200):
+# Generous timeouts where an answer is expected: the suite runs on loaded CI machines, under ASan.
+def device(name, tty, unit=1, poll_ms=100, timeout_ms=2000, baud=19200):
     return (f"[modbus.{name}]\ntransport = rtu\ndevice = {tty}\nbaud = {baud}\n"
             f"unit_id = {unit}\npoll_ms = {poll_ms}\ntimeout_ms = {timeout_ms}\n")
 
@@ -94,7 +95,7 @@ class ModbusRtu(unittest.TestCase):
         sim = modbus_sim.SimProcess(rtu=pty.b).start()
         proc = None
         try:
-            conf = device("a", pty.a) + point("a", "x", "holding", 7)
+            conf = device("a", pty.a, timeout_ms=300) + point("a", "x", "holding", 7)
             path = self.tmp.join("t.conf")
             with open(path, "w") as f:
                 f.write(conf)

@@ -18,7 +18,8 @@ PROBE = os.path.join(etfix.BUILD, "tests", "agent", "et-mbprobe")
 F32_123 = struct.unpack("f", struct.pack("f", 123.456))[0]
 
 
-def device(name, port, unit=1, poll_ms=100, timeout_ms=500):
+# Generous timeouts where an answer is expected: the suite runs on loaded CI machines, under ASan.
+def device(name, port, unit=1, poll_ms=100, timeout_ms=2000):
     return (f"[modbus.{name}]\ntransport = tcp\nhost = 127.0.0.1\nport = {port}\n"
             f"unit_id = {unit}\npoll_ms = {poll_ms}\ntimeout_ms = {timeout_ms}\n")
 
@@ -137,7 +138,7 @@ class ModbusTcp(unittest.TestCase):
             conf += point("slow", "slow", "holding", 90)
             conf += device("silent", sim.port, poll_ms=100, timeout_ms=200)
             conf += point("silent", "silent", "input", 30)
-            conf += device("nounit", sim.port, unit=9, poll_ms=100)
+            conf += device("nounit", sim.port, unit=9, poll_ms=100, timeout_ms=200)
             conf += point("nounit", "x", "holding", 1)
             readings, summary, _ = probe(self.tmp, conf, "--cycles", "12")
         bp = by_point(readings)

@@ -288,11 +288,14 @@ class SimProcess:
     def start(self):
         import subprocess
         import etfix
-        for _ in range(10):
+        fixed_port = self.port is not None  # a restart must come back on the same port
+        for attempt in range(10):
             args = ["/usr/bin/python3", os.path.abspath(__file__), "--tick-ms", str(self.tick_ms)]
             if self.tcp:
-                if self.port is None or _ > 0:
+                if not fixed_port:
                     self.port = etfix.free_ports(1)
+                elif attempt:
+                    time.sleep(0.3)
                 args += ["--tcp", str(self.port)]
             else:
                 args += ["--rtu", self.rtu, "--baud", str(self.baud)]
