@@ -1082,6 +1082,10 @@ int main(int argc, char **argv)
 	/* No core dumps, no ptrace by other users, private files: secrets pass through here. */
 	prctl(PR_SET_DUMPABLE, 0);
 	setrlimit(RLIMIT_CORE, &no_core);
+	/* glibc overwrites every block it frees: libmosquitto frees its copies of the bootstrap
+	 * and device passwords without wiping them (mosquitto_destroy, _username_pw_set), and
+	 * they stayed readable in the heap for the life of the process. */
+	mallopt(M_PERTURB, 0x5a);
 	umask(077);
 	/* tpm2-tss prints its own errors to stderr; ours say the same with the remedy. */
 	setenv("TSS2_LOG", "all+NONE", 0);
