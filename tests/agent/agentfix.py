@@ -119,6 +119,7 @@ class MiniCloud:
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.username_pw_set("cloud", "cloud")
+        self.c.reconnect_delay_set(1, 2)
         self.connected = threading.Event()
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()

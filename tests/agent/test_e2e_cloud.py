@@ -97,13 +97,34 @@ class E2ECloud(unittest.TestCase):
         a.start()
         a.wait_log("connected to the broker as " + serial)
         self.wait_store(serial, n + 30, "readings after SIGKILL")
+        # Rotation by the operator. The cloud changes the password first, so the broker drops
+        # the device's connection before the new envelope reaches it; the old login is then
+        # refused and the agent gets version 2 by registering again with its key (or, had the
+        # message arrived first, through et/v1/<serial>/creds). Either way it ends on v2.
+        self.stack.cli("rotate", serial, check=True)
+        a.wait_log("(credential version 2)", 40)
+        a.wait_log("connected to the broker as " + serial)
+        n = len(self.store(serial)[0])
+        self.wait_store(serial, n + 20, "readings after the rotation")
         self.assertEqual(a.stop(), 0, a.run_log()[-3000:])
         rows = self.assert_exactly_once(serial)
         self.assertGreater(len(rows), 90)
+        # Restarted, it opens the rotated envelope and the broker accepts it.
+        a.start()
+        a.wait_log("connected to the broker as " + serial)
+        self.assertIn("(credential version 2)", a.run_log())
+        with open(os.path.join(a.data_dir, "credentials.env"), "rb") as f:
+            blob = f.read()
+        s = blob[7]
+        self.assertEqual(int.from_bytes(blob[40 + s:44 + s], "big"), 2)
+        # Revoked: the broker refuses the login; the agent asks again and is told "revoked",
+        # keeps running and keeps its readings.
+        self.stack.cli("revoke", serial, check=True)
+        a.wait_log("registration revoked", 40)
+        self.assertIsNone(a.proc.poll())
+        self.assertEqual(a.stop(), 0, a.run_log()[-3000:])
         self.assertEqual({r["point"] for r in rows}, {"temp", "counter"})
-        # The device reported its status and settings to the cloud.
-        dev = self.stack.device(serial)
-        self.assertIn("accepted", str(dev))
+        self.assertIn("revoked", str(self.stack.device(serial)))
 
     def test_rtu_exactly_once(self):
         ttys = [self.tmp.join("ttyA"), self.tmp.join("ttyB")]
