@@ -132,6 +132,9 @@ struct inflight {
 
 struct agent {
 	struct et_agent_config *cfg;
+	char *cfg_text;    /* the configuration file as read at start, for register-map changes */
+	size_t cfg_len;
+	char *points_sig;  /* register-map overrides now applied (JSON), NULL: as configured */
 	et_ctx *tpm;
 	char *serial;
 	char *pem;
@@ -221,8 +224,210 @@ static cJSON *settings_defaults(const struct et_agent_config *cfg)
 	for (i = 0; i < cfg->n_devices; i++) {
 		snprintf(key, sizeof(key), "modbus.%s.poll_ms", cfg->devices[i].name);
 		cJSON_AddNumberToObject(d, key, cfg->devices[i].poll_ms);
+		/* null: the register map of the configuration file. */
+		snprintf(key, sizeof(key), "modbus.%s.points", cfg->devices[i].name);
+		cJSON_AddNullToObject(d, key);
 	}
 	return d;
+}
+
+/* ---- register maps changed at run time (modbus.<device>.points) ---------------------------- */
+
+struct textbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void tb_add(struct textbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = (b->len + n + 1) * 2;
+		char *np = realloc(b->p, cap);
+
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+static void tb_str(struct textbuf *b, const char *s)
+{
+	tb_add(b, s, strlen(s));
+}
+
+/* The points override for device i: only_key/only_val when given, else the live settings. */
+static const cJSON *points_override(struct agent *a, size_t i, const char *only_key,
+				    const cJSON *only_val)
+{
+	char key[128];
+	const cJSON *v;
+
+	snprintf(key, sizeof(key), "modbus.%s.points", a->cfg->devices[i].name);
+	if (only_key)
+		v = strcmp(only_key, key) == 0 ? only_val : NULL;
+	else
+		v = et_settings_get(a->settings, key);
+	return cJSON_IsArray(v) ? v : NULL;
+}
+
+/* A JSON point as INI lines; values are checked so they cannot inject sections or keys. */
+static int point_ini(struct textbuf *b, const char *dev, const cJSON *pt, char *err, size_t errlen)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(pt, "name"), *it;
+	char line[512];
+
+	if (!cJSON_IsObject(pt) || !cJSON_IsString(name)) {
+		snprintf(err, errlen, "each point must be an object with a \"name\"");
+		return -1;
+	}
+	snprintf(line, sizeof(line), "[point.%s.%s]\n", dev, name->valuestring);
+	tb_str(b, line);
+	cJSON_ArrayForEach(it, pt)
+	{
+		if (strcmp(it->string, "name") == 0)
+			continue;
+		if (cJSON_IsString(it)) {
+			if (strpbrk(it->valuestring, "\n\r[]#;=") || strpbrk(it->string, "\n\r[]#;= ")) {
+				snprintf(err, errlen, "point %s: %s has characters not allowed in a value",
+					 name->valuestring, it->string);
+				return -1;
+			}
+			snprintf(line, sizeof(line), "%s = %s\n", it->string, it->valuestring);
+		} else if (cJSON_IsNumber(it)) {
+			snprintf(line, sizeof(line), it->valuedouble == (double)(long long)it->valuedouble
+						     ? "%s = %.0f\n" : "%s = %.17g\n",
+				 it->string, it->valuedouble);
+		} else {
+			snprintf(err, errlen, "point %s: %s must be a string or a number", name->valuestring,
+				 it->string);
+			return -1;
+		}
+		if (strpbrk(it->string, "\n\r[]#;= ")) {
+			snprintf(err, errlen, "point %s: invalid key", name->valuestring);
+			return -1;
+		}
+		tb_str(b, line);
+	}
+	return 0;
+}
+
+/*
+ * The configuration file with the [point.<device>.*] sections of overridden devices replaced
+ * by the JSON register maps, parsed by the same parser as the file (so a map from the cloud is
+ * validated exactly like one in edgetrustd.conf). 0 and *ret, or -1 with err.
+ */
+static int build_config(struct agent *a, const char *only_key, const cJSON *only_val,
+			struct et_agent_config **ret, char *err, size_t errlen)
+{
+	struct textbuf b = { 0 };
+	const char *p = a->cfg_text, *end = a->cfg_text + a->cfg_len;
+	bool skip = false;
+	size_t i;
+	int rc = -1;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl + 1 : end, *s = p;
+
+		while (s < le && (*s == ' ' || *s == '\t'))
+			s++;
+		if (s < le && *s == '[') {
+			skip = false;
+			for (i = 0; i < a->cfg->n_devices; i++) {
+				char pre[64];
+				int n = snprintf(pre, sizeof(pre), "[point.%s.", a->cfg->devices[i].name);
+
+				if (points_override(a, i, only_key, only_val) && (size_t)(le - s) > (size_t)n &&
+				    strncmp(s, pre, (size_t)n) == 0)
+					skip = true;
+			}
+		}
+		if (!skip)
+			tb_add(&b, p, (size_t)(le - p));
+		if (!nl || le == end) {
+			if (!skip && (le == end && (le == p || le[-1] != '\n')))
+				tb_str(&b, "\n");
+			break;
+		}
+		p = le;
+	}
+	for (i = 0; i < a->cfg->n_devices; i++) {
+		const cJSON *pts = points_override(a, i, only_key, only_val), *pt;
+
+		cJSON_ArrayForEach(pt, pts)
+			if (point_ini(&b, a->cfg->devices[i].name, pt, err, errlen) < 0)
+				goto out;
+	}
+	if (b.oom) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (et_agent_config_parse(b.p, b.len, "register map", ret, err, errlen) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(b.p);
+	return rc;
+}
+
+static const char *check_points(const char *key, const cJSON *v, void *ud)
+{
+	static char reason[512];
+	struct agent *a = ud;
+	struct et_agent_config *c = NULL;
+
+	if (!a->cfg_text)
+		return "register maps cannot be changed (configuration text unavailable)";
+	if (build_config(a, key, v, &c, reason, sizeof(reason)) < 0)
+		return reason;
+	et_agent_config_free(c);
+	return NULL;
+}
+
+/* Applies register-map overrides when they changed: new configuration, poller reconfigured. */
+static void apply_points(struct agent *a)
+{
+	cJSON *sig = cJSON_CreateObject();
+	struct et_agent_config *c = NULL;
+	char *text = NULL, err[512];
+	bool any = false;
+	size_t i;
+
+	for (i = 0; i < a->cfg->n_devices; i++) {
+		const cJSON *v = points_override(a, i, NULL, NULL);
+
+		if (v) {
+			cJSON_AddItemToObject(sig, a->cfg->devices[i].name, cJSON_Duplicate(v, 1));
+			any = true;
+		}
+	}
+	text = any ? cJSON_PrintUnformatted(sig) : NULL;
+	cJSON_Delete(sig);
+	if ((!text && !a->points_sig) || (text && a->points_sig && strcmp(text, a->points_sig) == 0)) {
+		free(text);
+		return;
+	}
+	if (!a->cfg_text || build_config(a, NULL, NULL, &c, err, sizeof(err)) < 0 ||
+	    et_poller_reconfigure(a->poller, c) < 0) {
+		logm(ET_LOG_ERR, "register map change not applied: %s", a->cfg_text ? err : "no configuration text");
+		et_agent_config_free(c);
+		free(text);
+		return;
+	}
+	logm(ET_LOG_INFO, "register maps %s", text ? "changed by settings" : "back to the configuration file");
+	et_agent_config_free(a->cfg);
+	a->cfg = c;
+	free(a->points_sig);
+	a->points_sig = text;
 }
 
 static void apply_settings(struct agent *a)
@@ -234,6 +439,8 @@ static void apply_settings(struct agent *a)
 	et_spool_set_max(a->spool, (uint64_t)et_settings_int(a->settings, "spool.max_records", 100000));
 	a->window = (size_t)et_settings_int(a->settings, "spool.batch", 100);
 	a->status_interval_ms = et_settings_int(a->settings, "status_interval_s", 60) * 1000;
+	if (a->poller)
+		apply_points(a);
 	for (i = 0; a->poller && i < a->cfg->n_devices; i++) {
 		const char *n = a->cfg->devices[i].name;
 
@@ -1133,6 +1340,17 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	g_log_level = (int)a.cfg->agent.log_level;
+	{
+		/* Kept for register-map changes from settings (validated by the same parser). */
+		FILE *f = fopen(config_path, "re");
+
+		if (f) {
+			a.cfg_text = malloc(ET_CFG_MAX_FILE + 1);
+			if (a.cfg_text)
+				a.cfg_len = fread(a.cfg_text, 1, ET_CFG_MAX_FILE, f);
+			fclose(f);
+		}
+	}
 	if (!a.cfg->broker.host[0]) {
 		logm(ET_LOG_ERR, "%s: [broker] host is not set", config_path);
 		code = EXIT_CONFIG;
@@ -1174,6 +1392,7 @@ int main(int argc, char **argv)
 	}
 	if (rc == 1)
 		logm(ET_LOG_WARNING, "settings: %s", err);
+	et_settings_set_checker(a.settings, check_points, &a);
 	a.infl = calloc(1000, sizeof(*a.infl));
 	if (!a.infl) {
 		code = EXIT_INTERNAL;
@@ -1205,5 +1424,7 @@ out:
 	free(a.serial);
 	et_ctx_free(a.tpm);
 	et_agent_config_free(a.cfg);
+	free(a.cfg_text);
+	free(a.points_sig);
 	return code;
 }

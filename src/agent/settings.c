@@ -17,7 +17,15 @@ struct et_settings {
 	cJSON *rejected;  /* from the last update */
 	int64_t version;  /* last cloud version applied */
 	char source[8];   /* "cloud" or "local": who made the last change */
+	et_settings_check_fn checker;
+	void *checker_ud;
 };
+
+void et_settings_set_checker(struct et_settings *s, et_settings_check_fn fn, void *userdata)
+{
+	s->checker = fn;
+	s->checker_ud = userdata;
+}
 
 struct range {
 	const char *prefix, *suffix;
@@ -58,6 +66,16 @@ const char *et_settings_check(const struct et_settings *s, const char *key, cons
 			if (strcmp(v->valuestring, lv[i]) == 0)
 				return NULL;
 		return "must be one of err, warning, info, debug";
+	}
+	{
+		static const struct range points = { "modbus.", ".points", 0, 0 };
+
+		if (matches(key, &points)) {
+			if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) < 1 ||
+			    cJSON_GetArraySize(v) > 1024)
+				return "must be an array of 1..1024 point objects";
+			return s->checker ? s->checker(key, v, s->checker_ud) : NULL;
+		}
 	}
 	for (i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
 		if (!matches(key, &ranges[i]))

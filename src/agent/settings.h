@@ -47,6 +47,13 @@ const char *et_settings_str(const struct et_settings *s, const char *key, const 
 
 /* {"v":1,"version":N,"settings":{effective},"rejected":{...},"source":"cloud|local"}; malloc'd. */
 char *et_settings_report(const struct et_settings *s);
+/*
+ * Extra validation for keys the settings module cannot judge alone (register maps,
+ * `modbus.<device>.points`): returns NULL if valid, else a reason valid until the next call.
+ */
+typedef const char *(*et_settings_check_fn)(const char *key, const cJSON *v, void *userdata);
+void et_settings_set_checker(struct et_settings *s, et_settings_check_fn fn, void *userdata);
+
 /* Checks one key/value: NULL if valid, else a reason (static text). */
 const char *et_settings_check(const struct et_settings *s, const char *key, const cJSON *v);
 

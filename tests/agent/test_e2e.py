@@ -116,6 +116,41 @@ class E2E(unittest.TestCase):
         self.assertEqual(a.stop(), 0, a.run_log()[-3000:])
         self.assert_all_arrived()
 
+    def test_register_map_from_settings(self):
+        a = self.agent.start()
+        a.wait_log("connected to the broker as SN-E2E-1")
+        # Invalid maps are rejected with the configuration parser's reason; nothing changes.
+        self.cloud.desired("SN-E2E-1", 1, {"modbus.plc1.points": [
+            {"name": "bad", "table": "nope", "address": 0, "type": "u16"}]})
+        rep = agentfix.wait_for(lambda: next((r for r in self.cloud.reported
+                                             if r["version"] == 1), None), 20, "report v1")
+        self.assertIn("table", rep["rejected"]["modbus.plc1.points"])
+        self.cloud.desired("SN-E2E-1", 2, {"modbus.plc1.points": [
+            {"name": "x", "table": "holding", "address": 0, "type": "u16",
+             "unit": "a\n[broker]\nhost = evil"}]})
+        rep = agentfix.wait_for(lambda: next((r for r in self.cloud.reported
+                                             if r["version"] == 2), None), 20, "report v2")
+        self.assertIn("not allowed", rep["rejected"]["modbus.plc1.points"])
+        # A valid map replaces plc1's points live.
+        self.cloud.desired("SN-E2E-1", 3, {"modbus.plc1.points": [
+            {"name": "ref", "table": "input", "address": 0, "type": "f32", "unit": "degC"}]})
+        a.wait_log("register maps changed by settings")
+        agentfix.wait_for(lambda: any(r["point"] == "ref" for r in list(self.cloud.seqs.values())),
+                          20, "readings of the new map")
+        seq = max(self.cloud.seqs)
+        n = self.cloud.count()
+        agentfix.wait_for(lambda: self.cloud.count() > n + 20, 20, "more readings")
+        later = [r for s, r in list(self.cloud.seqs.items()) if s > seq]
+        self.assertTrue(later and all(r["point"] == "ref" for r in later))
+        self.assertAlmostEqual(later[0]["value"], 123.456, places=3)
+        # Survives a restart (settings.json), and null goes back to the configuration file.
+        self.assertEqual(a.stop(), 0, a.run_log()[-3000:])
+        a.start()
+        a.wait_log("register maps changed by settings")
+        self.cloud.desired("SN-E2E-1", 4, {"modbus.plc1.points": None})
+        a.wait_log("register maps back to the configuration file")
+        self.assertEqual(a.stop(), 0, a.run_log()[-3000:])
+
     def test_sd_notify(self):
         path = self.tmp.join("notify.sock")
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
