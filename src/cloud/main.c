@@ -221,6 +221,7 @@ static int activate_one(reg *r, const char *serial, int64_t dur)
 		d.activated_until = until;
 		d.online = -1;
 		d.created_at = reg_now();
+		d.dirty = 1; /* serve prepares the device's broker role */
 		if (reg_device_insert(r, &d) != CDB_OK || reg_audit(r, serial, "activate", detail) != CDB_OK) {
 			cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
 			ec = EC_DB;

@@ -25,6 +25,7 @@ enum { REG_NOTFOUND = 1 };
 
 /* What the broker currently knows about the device's login. */
 #define BR_NONE "none"
+#define BR_ROLE "role" /* the device's role exists (made at activation), no login yet */
 #define BR_ENABLED "enabled"
 #define BR_DISABLED "disabled"
 

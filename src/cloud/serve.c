@@ -67,6 +67,7 @@ struct item {
 	bool retain;
 	bool issue;             /* create/refresh the broker login and seal a new envelope */
 	bool disable;           /* revoke: disable the broker login */
+	bool make_role;         /* activated: create the device's role ahead of registration */
 	bool publish_desired;
 	bool is_rotation;
 	int64_t version;
@@ -86,11 +87,19 @@ static void item_clear(struct item *it)
 	memset(it, 0, sizeof(*it));
 }
 
+/* The broker has an enabled login for the device. */
+static bool has_login(const struct device *d)
+{
+	return !strcmp(d->broker_state, BR_ENABLED);
+}
+
 static int needs_work(const struct device *d)
 {
 	if (!strcmp(d->state, ST_ACCEPTED) && d->pubkey_pem && d->issued_version < d->cred_version)
 		return 1;
-	if (!strcmp(d->state, ST_REVOKED) && (strcmp(d->broker_state, BR_DISABLED) && strcmp(d->broker_state, BR_NONE)))
+	if (!strcmp(d->state, ST_REVOKED) && has_login(d))
+		return 1;
+	if (!strcmp(d->state, ST_ACTIVATED) && !strcmp(d->broker_state, BR_NONE))
 		return 1;
 	if ((!strcmp(d->state, ST_REVOKED) || !strcmp(d->state, ST_REJECTED)) && !d->replied)
 		return 1;
@@ -188,7 +197,7 @@ static void decide_work(struct server *s, struct item *it)
 		it->is_rotation = d->issued_version > 0;
 	}
 	if (!strcmp(d->state, ST_REVOKED)) {
-		if (strcmp(d->broker_state, BR_DISABLED) && strcmp(d->broker_state, BR_NONE))
+		if (has_login(d))
 			it->disable = true;
 		it->status = "revoked";
 		it->retain = true;
@@ -203,6 +212,10 @@ static void decide_work(struct server *s, struct item *it)
 	}
 	if (d->desired_published < d->desired_version)
 		it->publish_desired = true;
+	/* Prepare the device's role when the serial is activated, so that the registration itself
+	 * costs the broker one command (each dynamic-security command rewrites its whole file). */
+	if (!strcmp(d->state, ST_ACTIVATED) && !strcmp(d->broker_state, BR_NONE))
+		it->make_role = true;
 }
 
 static int seal_item(struct server *s, struct item *it)
@@ -264,6 +277,9 @@ static int apply_broker(struct server *s, struct item *items, size_t n)
 				dynsec_add_create_device_role(cmds, it->serial);
 				dynsec_add_create_device_client(cmds, it->serial, it->password);
 				ncmd += 2;
+			} else if (!strcmp(it->dev.broker_state, BR_ROLE)) {
+				dynsec_add_create_device_client(cmds, it->serial, it->password);
+				ncmd++;
 			} else {
 				dynsec_add_set_password(cmds, it->serial, it->password);
 				ncmd++;
@@ -274,6 +290,9 @@ static int apply_broker(struct server *s, struct item *items, size_t n)
 			}
 		} else if (it->disable) {
 			dynsec_add_enable(cmds, it->serial, 0);
+			ncmd++;
+		} else if (it->make_role) {
+			dynsec_add_create_device_role(cmds, it->serial);
 			ncmd++;
 		}
 		it->cmd_n = (int)ncmd - it->cmd_first;
@@ -309,6 +328,11 @@ static int apply_broker(struct server *s, struct item *items, size_t n)
 				dynsec_add_enable(again, it->serial, 1);
 				nagain += 3;
 				continue;
+			}
+			if (ignorable(e, "Role not found")) {
+				/* Our record said the role was there; make both next time. */
+				snprintf(it->dev.broker_state, sizeof(it->dev.broker_state), BR_NONE);
+				it->changed = true;
 			}
 			cl_log(CL_ERR, "%s: dynamic-security refused: %s", it->serial, e);
 			it->failed = true;
@@ -450,6 +474,10 @@ static int process_round(struct server *s, struct item *items, size_t n)
 			it->retain = true;
 			it->changed = true;
 		}
+		if (it->make_role && !it->failed) {
+			snprintf(d->broker_state, sizeof(d->broker_state), BR_ROLE);
+			it->changed = true;
+		}
 		if (it->disable && !it->failed) {
 			snprintf(d->broker_state, sizeof(d->broker_state), BR_DISABLED);
 			reg_audit(s->r, d->serial, "broker-disabled", NULL);
@@ -523,6 +551,7 @@ static void process_items(struct server *s, struct item *items, size_t n)
 				it->status = NULL;
 				it->reason[0] = '\0';
 				it->issue = it->disable = it->publish_desired = it->failed = false;
+				it->make_role = false;
 				it->changed = it->have_dev = it->is_rotation = it->retain = false;
 			}
 			if (rc != CDB_RETRY)

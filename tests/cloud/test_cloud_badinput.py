@@ -4,6 +4,7 @@ fingerprint, wrong version. Each is refused with a logged reason, serve keeps ru
 registry is unchanged; a good request afterwards still works."""
 import json
 import os
+import time
 import unittest
 
 import cloudtest
@@ -19,6 +20,11 @@ class BadInputTest(unittest.TestCase):
             self.assertEqual(c.cli("activate", SERIAL).returncode, 0)
             dev = SoftDevice(SERIAL)
             small = SoftDevice(SERIAL, bits=1024)
+            # serve prepares the activated device's broker role; let it finish first
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and c.device(SERIAL)["sync_pending"]:
+                time.sleep(0.05)
+            self.assertEqual(c.device(SERIAL)["broker"], "role")
             before = (c.cli("list", "--json").out, c.cli("audit", "--json").out)
             good = json.loads(dev.request())
             cases = {
