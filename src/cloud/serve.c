@@ -253,6 +253,58 @@ out:
 	return r;
 }
 
+/* The dynamic-security plugin runs in the broker's only thread and rewrites its whole file
+ * after every command, so a long command list stalls the broker (and every client's
+ * keepalive) for its whole duration. Send at most this many per message. */
+#define DYNSEC_CHUNK 50
+
+/* Runs a command array (consumed) in chunks; *ret_errs gets one entry per command. */
+static int dynsec_run(struct server *s, cJSON *cmds, char ***ret_errs)
+{
+	size_t n = (size_t)cJSON_GetArraySize(cmds), done = 0;
+	char **all = calloc(n + 1, sizeof(char *));
+	int r = 0;
+
+	if (!all) {
+		cJSON_Delete(cmds);
+		return -1;
+	}
+	while (done < n && r == 0) {
+		cJSON *chunk = cJSON_CreateArray();
+		char **errs = NULL;
+		size_t k = 0;
+		while (k < DYNSEC_CHUNK && cJSON_GetArraySize(cmds) > 0) {
+			cJSON_AddItemToArray(chunk, cJSON_DetachItemFromArray(cmds, 0));
+			k++;
+		}
+		if (mq_dynsec(s->mq, chunk, 60000, &stop_flag, &errs) < 0) {
+			r = -1;
+			break;
+		}
+		for (size_t i = 0; i < k; i++) {
+			all[done + i] = errs[i];
+			errs[i] = NULL;
+		}
+		mq_errors_free(errs, k);
+		done += k;
+	}
+	/* cmds may still hold passwords when we stopped early: mq_dynsec wipes what it sent. */
+	cJSON *it;
+	cJSON_ArrayForEach(it, cmds)
+	{
+		cJSON *pw = cJSON_GetObjectItemCaseSensitive(it, "password");
+		if (cJSON_IsString(pw) && pw->valuestring)
+			explicit_bzero(pw->valuestring, strlen(pw->valuestring));
+	}
+	cJSON_Delete(cmds);
+	if (r < 0) {
+		mq_errors_free(all, n);
+		return -1;
+	}
+	*ret_errs = all;
+	return 0;
+}
+
 static bool ignorable(const char *command_err, const char *what)
 {
 	return command_err && strstr(command_err, what);
@@ -301,7 +353,7 @@ static int apply_broker(struct server *s, struct item *items, size_t n)
 		cJSON_Delete(cmds);
 		return 0;
 	}
-	if (mq_dynsec(s->mq, cmds, 15000, &stop_flag, &errs) < 0) {
+	if (dynsec_run(s, cmds, &errs) < 0) {
 		for (size_t i = 0; i < n; i++)
 			if (items[i].cmd_n)
 				items[i].failed = true;
@@ -340,7 +392,7 @@ static int apply_broker(struct server *s, struct item *items, size_t n)
 	}
 	if (nagain) {
 		char **errs2 = NULL;
-		if (mq_dynsec(s->mq, again, 15000, &stop_flag, &errs2) < 0) {
+		if (dynsec_run(s, again, &errs2) < 0) {
 			again = NULL;
 			for (size_t i = 0; i < n; i++)
 				if (again_first[i] >= 0)
