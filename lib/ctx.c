@@ -186,6 +186,48 @@ void et_tpm_close(et_ctx *ctx, ESYS_TR *handle)
 	*handle = ESYS_TR_NONE;
 }
 
+int et_tpm_fail_ctx(et_ctx *ctx, TSS2_RC rc, TPM2_HANDLE handle, const char *what_failed)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more = TPM2_NO;
+	uint32_t counter = 0, limit = 0, interval = 0;
+	char msg[768];
+	int err = et_tpm_fail_handle(rc, handle, what_failed);
+
+	if (err != ET_E_TPM_LOCKOUT || !ctx)
+		return err;
+	snprintf(msg, sizeof(msg), "%s", et_errmsg());
+	if (Esys_GetCapability(ctx->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+			       TPM2_CAP_TPM_PROPERTIES, TPM2_PT_LOCKOUT_COUNTER, 3, &more,
+			       &cap) != TSS2_RC_SUCCESS)
+		return err;
+	for (UINT32 i = 0; i < cap->data.tpmProperties.count; i++) {
+		UINT32 v = cap->data.tpmProperties.tpmProperty[i].value;
+
+		switch (cap->data.tpmProperties.tpmProperty[i].property) {
+		case TPM2_PT_LOCKOUT_COUNTER:
+			counter = v;
+			break;
+		case TPM2_PT_MAX_AUTH_FAIL:
+			limit = v;
+			break;
+		case TPM2_PT_LOCKOUT_INTERVAL:
+			interval = v;
+			break;
+		default:
+			break;
+		}
+	}
+	Esys_Free(cap);
+	if (interval && counter >= limit)
+		return et_fail(err,
+			       "%s. Now: %u failures counted, limit %u, one forgiven every %u s of "
+			       "powered-on time, so authorisations work again in about %u s",
+			       msg, counter, limit, interval, (counter - limit + 1) * interval);
+	return et_fail(err, "%s. Now: %u failures counted, limit %u, recovery interval %u s", msg,
+		       counter, limit, interval);
+}
+
 int et_tpm_tr_from_handle(et_ctx *ctx, TPM2_HANDLE handle, ESYS_TR *ret)
 {
 	char what[96];

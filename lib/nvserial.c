@@ -227,7 +227,7 @@ static int read_data(et_ctx *ctx, uint32_t nv_index, const TPMS_NV_PUBLIC *pub,
 	}
 	if (rc != TSS2_RC_SUCCESS) {
 		snprintf(what, sizeof(what), "reading NV index 0x%08x", nv_index);
-		return et_tpm_fail_handle(rc, nv_index, what);
+		return et_tpm_fail_ctx(ctx, rc, nv_index, what);
 	}
 	*ret = data;
 	return 0;

@@ -35,6 +35,13 @@ ET_HIDDEN int et_tpm_fail(TSS2_RC rc, const char *what_failed);
  */
 ET_HIDDEN int et_tpm_fail_handle(TSS2_RC rc, TPM2_HANDLE handle, const char *what_failed);
 
+/*
+ * et_tpm_fail_handle, plus what only the TPM can tell: for a lockout (0x921) it reads the
+ * dictionary-attack counter, limit and interval (one GetCapability) and says how long until
+ * authorisations work again. Use it where a DA-protected authorisation was attempted.
+ */
+ET_HIDDEN int et_tpm_fail_ctx(et_ctx *ctx, TSS2_RC rc, TPM2_HANDLE handle, const char *what_failed);
+
 /* The TPM-level response code inside rc (format-1 parameter/handle/session number removed),
  * or 0 when rc did not come from the TPM. E.g. 0x98E -> TPM2_RC_AUTH_FAIL (0x08E). */
 ET_HIDDEN TPM2_RC et_tpm_rc_base(TSS2_RC rc);

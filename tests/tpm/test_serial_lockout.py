@@ -30,6 +30,8 @@ class Lockout(tpmtest.TpmTestCase):
         self.assertIn("0x921", p.err)
         self.assertIn("tpm2_dictionarylockout", p.err)
         self.assertIn("edgetrust status", p.err)
+        self.assertRegex(p.err, r"failures counted, limit \d+, one forgiven every \d+ s")
+        self.assertRegex(p.err, r"work again in about \d+ s")
 
 
 if __name__ == "__main__":
