@@ -4,6 +4,7 @@ poky, meta-openembedded with meta-perl, meta-raspberrypi, meta-security), MACHIN
 offline (BB_NO_NETWORK), as a non-root user, parse only:
   bitbake -p; bitbake -e edgetrust-image; bitbake -g edgetrust-image   (cm4-edge)
   bitbake -e edgetrust, linux-raspberrypi, rpi-config                  (values checked)
+  bitbake -s: the recipe versions the lint's KIRKSTONE table promises
   the same with EDGETRUST_TPM_WIRING = "upstream"
   MACHINE=raspberrypi4-64, DISTRO=poky: `bitbake -S none linux-raspberrypi rpi-config` with
   and without the layer gives the same task signatures (yocto-check-layer's signature test,
@@ -18,11 +19,15 @@ manual (on Debian: chrpath diffstat gawk cpio, locale en_US.UTF-8). Several minu
 """
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_layer_lint import KIRKSTONE  # noqa: E402
 
 SRC = os.path.abspath(os.environ.get('ET_SOURCE_DIR')
                       or os.path.join(os.path.dirname(__file__), '..', '..'))
@@ -142,7 +147,24 @@ def check_cm4_edge(b):
                'openssl', 'systemd', 'linux-raspberrypi', 'rpi-config'):
         want(pn in pns, '%s not in the edgetrust-image task graph' % pn)
     want('postgresql' not in pns, 'postgresql is in the device image graph')
+    check_versions(b.bitbake('-s'))
     print('ok cm4-edge: parse, environment and task graph', flush=True)
+
+
+def check_versions(out):
+    """The lint checks meson.build against KIRKSTONE; this checks KIRKSTONE against BitBake."""
+    pv = {}
+    for line in out.splitlines():
+        # name, latest [PE]:PV-PR, preferred [PE]:PV-PR when it differs
+        m = re.match(r'^(\S+)\s+\d*:(\S+)(?:\s+\d*:(\S+))?', line)
+        if m:
+            pv[m.group(1)] = re.sub(r'-r\d+(\.\d+)?$', '', m.group(3) or m.group(2))
+    for name, (recipe, version) in sorted(KIRKSTONE.items()):
+        want(recipe in pv, 'recipe %s (for %s) not in these layers' % (recipe, name))
+        want(pv[recipe] == version or pv[recipe].startswith(version + '+'), 'KIRKSTONE says %s %s, the layers have %s: update the '
+             'table in test_layer_lint.py' % (recipe, version, pv[recipe]))
+    print('ok recipe versions: %s' % ', '.join('%s %s' % (r, v) for r, v in
+                                                 sorted(set(KIRKSTONE.values()))), flush=True)
 
 
 def check_upstream_wiring(b):

@@ -6,6 +6,8 @@
   - the edgetrust recipe maps the project's meson options one to one (PACKAGECONFIG or
     EXTRA_OEMESON, with values of the option's type) and never enables the cloud service;
   - every line of every bbappend applies to cm4-edge only;
+  - the meson version and every dependency() version the device build asks for exist in the
+    kirkstone layers (KIRKSTONE, which the BitBake check compares with the real recipes);
   - layer.conf compatibility and dependencies, and the README yocto-check-layer expects.
 Each rule is first run on a known-bad sample, so a rule that cannot fail fails the test."""
 import glob
@@ -278,6 +280,68 @@ def rule_layer_conf():
     return bad
 
 
+# pkg-config name (or 'meson') -> (recipe, version) in the kirkstone layers pinned by
+# yocto/kas/edgetrust-cm4.yml. test_bitbake_parse.py checks this table against `bitbake -s`.
+KIRKSTONE = {
+    'meson': ('meson-native', '0.61.3'),
+    'tss2-esys': ('tpm2-tss', '3.2.3'), 'tss2-mu': ('tpm2-tss', '3.2.3'),
+    'tss2-rc': ('tpm2-tss', '3.2.3'), 'tss2-sys': ('tpm2-tss', '3.2.3'),
+    'tss2-tctildr': ('tpm2-tss', '3.2.3'),
+    'libcrypto': ('openssl', '3.0.18'),
+    'libmosquitto': ('mosquitto', '2.0.22'),
+    'libmodbus': ('libmodbus', '3.1.7'),
+    'libcjson': ('cjson', '1.7.19'),
+    'sqlite3': ('sqlite3', '3.38.5'),
+    'systemd': ('systemd', '250.14'),
+    'libsystemd': ('systemd', '250.14'),
+    'libpq': ('postgresql', '14.22'),
+    'cmocka': ('cmocka', '1.1.5'),
+}
+# What a device build configures (the recipe turns tests, fuzz, docs and cloud off).
+DEVICE_MESON_DIRS = ['.', 'lib', 'include', 'src/common', 'src/cli', 'src/agent']
+
+
+def vtuple(v):
+    return tuple(int(x) for x in re.findall(r'\d+', v)[:3])
+
+
+def version_ok(have, req):
+    """req like '>= 3.0' (the only form meson.build uses here); also >, ==, <=, <."""
+    m = re.match(r'\s*(>=|<=|==|!=|>|<)?\s*([\d.]+)', req)
+    op, want = m.group(1) or '==', vtuple(m.group(2))
+    h = vtuple(have)
+    return {'>=': h >= want, '>': h > want, '==': h == want, '<=': h <= want,
+            '<': h < want, '!=': h != want}[op]
+
+
+def rule_kirkstone_versions(src):
+    bad = []
+    for d in DEVICE_MESON_DIRS:
+        path = os.path.join(src, d, 'meson.build')
+        if not os.path.exists(path):
+            continue
+        text = open(path).read()
+        for m in re.finditer(r"meson_version\s*:\s*'([^']+)'", text):
+            if not version_ok(KIRKSTONE['meson'][1], m.group(1)):
+                bad.append('%s: meson_version %s, kirkstone has meson %s: the recipe cannot '
+                           'configure' % (rel(path), m.group(1), KIRKSTONE['meson'][1]))
+        for m in re.finditer(r"dependency\(\s*'([\w.+-]+)'([^)]*)\)", text):
+            name, rest = m.group(1), m.group(2)
+            if name == 'threads':
+                continue
+            if name not in KIRKSTONE:
+                bad.append('%s: dependency %r has no kirkstone recipe in KIRKSTONE (%s): add it '
+                           'once the recipe is checked, and to the recipe\'s DEPENDS'
+                           % (rel(path), name, __file__))
+                continue
+            for req in re.findall(r"version\s*:\s*'([^']+)'", rest):
+                recipe, have = KIRKSTONE[name]
+                if not version_ok(have, req):
+                    bad.append('%s: %s %s, kirkstone has %s %s' % (rel(path), name, req,
+                                                                   recipe, have))
+    return bad
+
+
 def rel(p):
     return os.path.relpath(p, SRC)
 
@@ -299,6 +363,12 @@ def self_test(tmp):
                 'PACKAGECONFIG[nosuch] = "-Dnosuch=true,-Dnosuch=false"\n'
                 'EXTRA_OEMESON = "-Dbogus=1"\n')
     opts = meson_options(os.path.join(SRC, 'meson_options.txt'))
+    os.makedirs(os.path.join(tmp, 'src', 'agent'))
+    with open(os.path.join(tmp, 'meson.build'), 'w') as f:
+        f.write("project('x', 'c', meson_version: '>= 0.63')\n"
+                "x = dependency('libmodbus', version: '>= 3.2')\n")
+    with open(os.path.join(tmp, 'src', 'agent', 'meson.build'), 'w') as f:
+        f.write("y = dependency('libfoo')\n")
     checks = [
         ('old override syntax', rule_old_overrides([bad_append]),
          ["'FILESEXTRAPATHS_prepend'", "'RDEPENDS_${PN}'", "'do_install_append'"]),
@@ -309,6 +379,8 @@ def self_test(tmp):
         ('meson mapping', rule_meson_options(bad_recipe, opts),
          ['-Dcli=yes is not a valid boolean', 'PACKAGECONFIG[nosuch] is not a meson option',
           '-Dbogus is not an option', 'enables cloud']),
+        ('kirkstone versions', rule_kirkstone_versions(tmp),
+         ['meson_version >= 0.63', 'libmodbus >= 3.2', "'libfoo' has no kirkstone recipe"]),
     ]
     fails = 0
     for what, problems, wanted in checks:
@@ -337,6 +409,7 @@ def main():
         ('meson options one to one', rule_meson_options(et, opts)),
         ('bbappends apply to %s only' % MACHINE, rule_bbappend_machine_only(bbappends)),
         ('layer.conf and README', rule_layer_conf()),
+        ('kirkstone has the meson and library versions', rule_kirkstone_versions(SRC)),
     ]
     for what, problems in results:
         if problems:
