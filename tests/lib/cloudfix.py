@@ -12,6 +12,12 @@
         creds = dev.open(reply["envelope"])       # the credentials dict (docs/protocol.md)
         cl = c.mqtt(creds["username"], creds["password"], creds["client_id"])  # paho client or error
 
+Options: instances=3 (serve processes i0..i2 sharing the subscription), auto_accept=True,
+serve_args=[...] (extra serve options), start_serve=False (start later with c.start_serve(i),
+or build your own from c.serve_cmd(i)), broker_extra="mosquitto.conf lines" (e.g. a TLS
+listener), pg_fsync=False (faster PostgreSQL for tests), log_level="debug". c.db_url is the
+registry (a SQLite path or postgresql://...), c.cloud_password_file the serve login,
+c.dynsec_clients() the broker's logins, c.device(serial) the registry's view (show --json).
 Each stack has its own temp dir, free ports, its own mosquitto and database; serve logs are
 at c.serve_log(i). Leaving the `with` stops serve (SIGTERM; c.serve_exit_codes) and the rest.
 """
@@ -32,7 +38,7 @@ DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
 class CloudStack:
     def __init__(self, db="sqlite", auto_accept=False, instances=1, serve_args=(),
-                 pg_fsync=True, start_serve=True, log_level="info"):
+                 pg_fsync=True, start_serve=True, log_level="info", broker_extra=""):
         assert db in ("sqlite", "postgresql")
         self.db = db
         self.auto_accept = auto_accept
@@ -41,6 +47,7 @@ class CloudStack:
         self.pg_fsync = pg_fsync
         self.start_serve_flag = start_serve
         self.log_level = log_level
+        self.broker_extra = broker_extra
         self.tmp = TempDir("et-cloud-")
         self.pg = None
         self.mqtt_broker = None
@@ -63,7 +70,7 @@ class CloudStack:
             raise RuntimeError(f"init-broker failed: {p.err}")
         extra = (f"plugin {DYNSEC_PLUGIN}\n"
                  f"plugin_opt_config_file {self.broker_dir}/dynamic-security.json\n"
-                 "max_queued_messages 200000\nmax_inflight_messages 1000\n")
+                 "max_queued_messages 200000\nmax_inflight_messages 1000\n" + self.broker_extra)
         self.mqtt_broker = Mosquitto(extra=extra, tmp=TempDir("et-mqtt-")).start()
         if self.db == "postgresql":
             from pg import Postgres
