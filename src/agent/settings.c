@@ -146,7 +146,7 @@ int et_settings_open(const char *data_dir, cJSON *defaults, struct et_settings *
 			goto done;
 		}
 		it = cJSON_GetObjectItemCaseSensitive(doc, "version");
-		if (cJSON_IsNumber(it))
+		if (cJSON_IsNumber(it) && it->valuedouble >= 0 && it->valuedouble <= 9007199254740992.0)
 			s->version = (int64_t)it->valuedouble;
 		it = cJSON_GetObjectItemCaseSensitive(doc, "source");
 		if (cJSON_IsString(it) && strcmp(it->valuestring, "cloud") == 0)
@@ -216,9 +216,12 @@ int et_settings_desired(struct et_settings *s, const char *json, size_t len, cha
 	}
 	v = cJSON_GetObjectItemCaseSensitive(doc, "version");
 	set = cJSON_GetObjectItemCaseSensitive(doc, "settings");
-	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != floor(v->valuedouble) ||
-	    !cJSON_IsObject(set)) {
-		snprintf(errbuf, errlen, "settings/desired needs an integer \"version\" and a \"settings\" object");
+	/* The bound keeps the conversion to int64_t defined (a larger double is undefined
+	 * behaviour; on ARM it saturates and would freeze the settings for good). 2^53: every
+	 * integer up to it is exact in a double. */
+	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740992.0 ||
+	    v->valuedouble != floor(v->valuedouble) || !cJSON_IsObject(set)) {
+		snprintf(errbuf, errlen, "settings/desired needs an integer \"version\" (0..2^53) and a \"settings\" object");
 		goto out;
 	}
 	if ((int64_t)v->valuedouble <= s->version) {
