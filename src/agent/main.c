@@ -824,7 +824,9 @@ static void on_creds(struct agent *a, const uint8_t *payload, size_t len)
 	struct et_creds c = { 0 };
 	char err[512];
 
-	if (!cJSON_IsObject(doc) || !cJSON_IsNumber(cv) || !cJSON_IsString(env)) {
+	/* Range first: converting an out-of-range double to uint32_t is undefined behaviour. */
+	if (!cJSON_IsObject(doc) || !cJSON_IsNumber(cv) || !cJSON_IsString(env) ||
+	    cv->valuedouble < 0 || cv->valuedouble > 4294967295.0) {
 		logm(ET_LOG_WARNING, "credential rotation message malformed; ignored");
 		goto out;
 	}

@@ -85,7 +85,11 @@ int et_creds_open(et_ctx *tpm, uint32_t key_handle, const char *serial, const ui
 	c.ca_pem = json_strdup(doc, "ca_pem");
 	c.host = json_strdup(doc, "host");
 	c.port = cJSON_IsNumber(port) ? port->valueint : 0;
-	c.cred_version = cJSON_IsNumber(cv) ? (uint32_t)cv->valuedouble : info.cred_version;
+	/* Out of uint32_t range cannot match the header: keep the conversion defined. */
+	c.cred_version = !cJSON_IsNumber(cv) ? info.cred_version
+			 : cv->valuedouble >= 0 && cv->valuedouble <= 4294967295.0
+				 ? (uint32_t)cv->valuedouble
+				 : info.cred_version + 1;
 	if (c.cred_version != info.cred_version) {
 		snprintf(errbuf, errlen, "the envelope header says cred_version %u but its content %u",
 			 info.cred_version, c.cred_version);
