@@ -50,8 +50,8 @@ class Build:
         self.home = os.path.join(root, 'home')
         os.makedirs(os.path.join(root, 'conf'), exist_ok=True)
         os.makedirs(self.home, exist_ok=True)
-        # The recipe's AUTOREV runs `git ls-remote` on this repository at parse time; as
-        # another user than its owner git calls that "dubious ownership".
+        # The recipe reads HEAD of this repository with git at parse time; as another user
+        # than its owner git calls that "dubious ownership".
         with open(os.path.join(self.home, '.gitconfig'), 'w') as f:
             f.write('[safe]\n\tdirectory = *\n')
 
@@ -132,6 +132,10 @@ def check_cm4_edge(b):
               '-Dtests=false', '-Dfuzz=false', '-Ddocs=false', '-Dpostgresql=disabled'):
         want(a in args, '%s not in PACKAGECONFIG_CONFARGS: %s' % (a, args))
     want(et['SYSTEMD_SERVICE:edgetrust-agent'] == 'edgetrustd.service', 'SYSTEMD_SERVICE')
+    head = subprocess.run(['git', '-C', SRC, 'rev-parse', 'HEAD'], capture_output=True,
+                          text=True).stdout.strip()
+    want(not head or et['SRCREV'] == head, 'SRCREV %s is not HEAD %s of %s'
+         % (et['SRCREV'], head, SRC))
     kern = b.env('linux-raspberrypi')
     want('file://slb9670-tpm-overlay.dts;subdir=git/arch/arm/boot/dts/overlays'
          in words(kern['SRC_URI']), 'overlay not in the kernel SRC_URI')

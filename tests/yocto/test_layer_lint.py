@@ -8,7 +8,10 @@
   - every line of every bbappend applies to cm4-edge only;
   - the meson version and every dependency() version the device build asks for exist in the
     kirkstone layers (KIRKSTONE, which the BitBake check compares with the real recipes);
-  - layer.conf compatibility and dependencies, and the README yocto-check-layer expects.
+  - layer.conf compatibility and dependencies, and the README yocto-check-layer expects;
+  - edgetrust-image: read-only root, /data noexec,nosuid,nodev on a partition the wic layout
+    creates with that label (and no mount point, so wic adds no second fstab line), the
+    article's TPM packages as the tpm-debug feature, edgetrust-cloud excluded.
 Each rule is first run on a known-bad sample, so a rule that cannot fail fails the test."""
 import glob
 import hashlib
@@ -142,7 +145,7 @@ def rule_src_uri_files(recipes):
 def source_dir(recipe):
     """Where ${S} comes from, for recipes whose source is this repository."""
     for _, name, _, _, value in assignments(recipe):
-        if name == 'SRC_URI' and value.startswith('git://${EDGETRUST_REPO}'):
+        if name == 'SRC_URI' and 'git://${EDGETRUST_REPO}' in value:
             return SRC
     return None
 
@@ -342,6 +345,41 @@ def rule_kirkstone_versions(src):
     return bad
 
 
+ARTICLE_TPM_PACKAGES = ['tpm2-tools', 'libtss2', 'libtss2-tcti-device', 'tpm2-abrmd', 'tpm2-pkcs11']
+
+
+def rule_image(image, wks):
+    bad = []
+    vals = {}
+    for _, name, flag, op, value in assignments(image):
+        vals.setdefault(name, []).append(value)
+    get = lambda k: ' '.join(vals.get(k, []))  # noqa: E731
+    if 'read-only-rootfs' not in get('IMAGE_FEATURES').split():
+        bad.append('%s: IMAGE_FEATURES lacks read-only-rootfs' % rel(image))
+    opts = get('EDGETRUST_DATA_MOUNT_OPTIONS').split(',')
+    for o in ('noexec', 'nosuid', 'nodev'):
+        if o not in opts:
+            bad.append('%s: /data is mounted without %s' % (rel(image), o))
+    if sorted(get('FEATURE_PACKAGES_tpm-debug').split()) != sorted(ARTICLE_TPM_PACKAGES):
+        bad.append('%s: FEATURE_PACKAGES_tpm-debug is not the article\'s %s'
+                   % (rel(image), ' '.join(ARTICLE_TPM_PACKAGES)))
+    if 'edgetrust-cloud' not in get('PACKAGE_EXCLUDE').split():
+        bad.append('%s: PACKAGE_EXCLUDE lacks edgetrust-cloud' % rel(image))
+    dev = get('EDGETRUST_DATA_DEVICE')
+    if not dev.startswith('LABEL='):
+        bad.append('%s: EDGETRUST_DATA_DEVICE %r is not LABEL=...' % (rel(image), dev))
+        return bad
+    label = dev[len('LABEL='):]
+    parts = [ln.split() for ln in open(wks) if ln.startswith('part ')]
+    data = [p for p in parts if '--label' in p and p[p.index('--label') + 1] == label]
+    if len(data) != 1:
+        bad.append('%s: no single partition labelled %r for /data' % (rel(wks), label))
+    elif data[0][1].startswith('/'):
+        bad.append('%s: the data partition has mount point %s: wic would add a second /data '
+                   'line to fstab' % (rel(wks), data[0][1]))
+    return bad
+
+
 def rel(p):
     return os.path.relpath(p, SRC)
 
@@ -369,7 +407,19 @@ def self_test(tmp):
                 "x = dependency('libmodbus', version: '>= 3.2')\n")
     with open(os.path.join(tmp, 'src', 'agent', 'meson.build'), 'w') as f:
         f.write("y = dependency('libfoo')\n")
+    bad_image = os.path.join(tmp, 'img.bb')
+    with open(bad_image, 'w') as f:
+        f.write('IMAGE_FEATURES += "debug-tweaks"\n'
+                'EDGETRUST_DATA_MOUNT_OPTIONS ??= "nosuid,nodev"\n'
+                'FEATURE_PACKAGES_tpm-debug = "tpm2-tools"\n'
+                'EDGETRUST_DATA_DEVICE ??= "LABEL=data"\n')
+    bad_wks = os.path.join(tmp, 'x.wks.in')
+    with open(bad_wks, 'w') as f:
+        f.write('part / --source rootfs --label root\npart /data --label data --size 1\n')
     checks = [
+        ('edgetrust-image', rule_image(bad_image, bad_wks),
+         ['lacks read-only-rootfs', 'without noexec', 'not the article', 'lacks edgetrust-cloud',
+          'second /data']),
         ('old override syntax', rule_old_overrides([bad_append]),
          ["'FILESEXTRAPATHS_prepend'", "'RDEPENDS_${PN}'", "'do_install_append'"]),
         ('missing file://', rule_src_uri_files([bad_append]), ['file://missing.dts not found']),
@@ -410,6 +460,9 @@ def main():
         ('bbappends apply to %s only' % MACHINE, rule_bbappend_machine_only(bbappends)),
         ('layer.conf and README', rule_layer_conf()),
         ('kirkstone has the meson and library versions', rule_kirkstone_versions(SRC)),
+        ('edgetrust-image: read-only root, /data, TPM tools, no cloud',
+         rule_image(os.path.join(LAYER, 'recipes-edgetrust', 'images', 'edgetrust-image.bb'),
+                    os.path.join(LAYER, 'wic', 'edgetrust-rpi.wks.in'))),
     ]
     for what, problems in results:
         if problems:

@@ -7,13 +7,35 @@ LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 # Source: the edgetrust repository this layer ships in (EDGETRUST_REPO, set by layer.conf), at
-# the tip of EDGETRUST_BRANCH. Only committed work is built. For a release, pin the commit:
-#   SRCREV:pn-edgetrust = "<commit>"
-# or build another clone: EDGETRUST_REPO = "/path/to/edgetrust" (docs/yocto.md).
-EDGETRUST_BRANCH ??= "main"
-SRC_URI = "git://${EDGETRUST_REPO};protocol=file;branch=${EDGETRUST_BRANCH}"
-SRCREV ??= "${AUTOREV}"
-PV = "0.1.0+git${SRCPV}"
+# the commit checked out there: only committed work is built, and no network is needed. For a
+# release, pin the commit: SRCREV:pn-edgetrust = "<commit>"; to build another clone, set
+# EDGETRUST_REPO = "/path/to/edgetrust" (docs/yocto.md). If EDGETRUST_REPO is no git clone (the
+# layer copied out of the repository) the recipe is skipped with a message, and every other
+# recipe still parses: no git command may fail while BitBake parses.
+def edgetrust_head(d):
+    import subprocess
+    try:
+        return subprocess.check_output(
+            ['git', '-C', d.getVar('EDGETRUST_REPO') or '/nonexistent', 'rev-parse',
+             '--verify', '-q', 'HEAD^{commit}'],
+            stderr=subprocess.DEVNULL, text=True).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ''
+
+EDGETRUST_HEAD := "${@edgetrust_head(d)}"
+SRCREV ??= "${EDGETRUST_HEAD}"
+SRC_URI = "${@'git://${EDGETRUST_REPO};protocol=file;nobranch=1' if d.getVar('SRCREV') else ''}"
+PV = "0.1.0+git${@'${SRCPV}' if d.getVar('SRCREV') else ''}"
+# The commit is read at parse time: parse this recipe again every time, so a new commit is seen.
+BB_DONT_CACHE = "1"
+
+python () {
+    if not d.getVar('SRCREV'):
+        raise bb.parse.SkipRecipe('EDGETRUST_REPO=%s is not a readable git clone of edgetrust: '
+                                  'set EDGETRUST_REPO to one (as another user than its owner, '
+                                  'git also needs safe.directory); docs/yocto.md'
+                                  % d.getVar('EDGETRUST_REPO'))
+}
 S = "${WORKDIR}/git"
 
 inherit meson pkgconfig systemd useradd
