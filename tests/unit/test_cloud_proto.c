@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* edgetrust-cloud payload parsing (src/cloud/proto.c): topics, registration requests of every
+ * bad shape, passwords and credentials. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edgetrust/edgetrust.h"
+#include "proto.h"
+
+static char *pubkey_pem(unsigned bits)
+{
+	EVP_PKEY *k = EVP_RSA_gen(bits);
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *out;
+	long n;
+
+	assert_non_null(k);
+	assert_int_equal(PEM_write_bio_PUBKEY(b, k), 1);
+	n = BIO_get_mem_data(b, &data);
+	out = calloc(1, (size_t)n + 1);
+	memcpy(out, data, (size_t)n);
+	BIO_free(b);
+	EVP_PKEY_free(k);
+	return out;
+}
+
+static char *pem2048;
+
+static int setup(void **state)
+{
+	(void)state;
+	pem2048 = pubkey_pem(2048);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	free(pem2048);
+	return 0;
+}
+
+static char *request(const char *serial, const char *pem, const char *fpr, const char *nonce, int v)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *s;
+	cJSON_AddNumberToObject(o, "v", v);
+	if (serial)
+		cJSON_AddStringToObject(o, "serial", serial);
+	if (pem)
+		cJSON_AddStringToObject(o, "pubkey_pem", pem);
+	if (fpr)
+		cJSON_AddStringToObject(o, "fingerprint", fpr);
+	if (nonce)
+		cJSON_AddStringToObject(o, "nonce", nonce);
+	s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+static int parse(const char *topic_serial, const char *payload, size_t len, char *reason,
+		 struct reg_req *req)
+{
+	return proto_parse_register(topic_serial, payload, len, req, reason, 256);
+}
+
+static void test_topics(void **state)
+{
+	char serial[65];
+	const char *rest;
+	(void)state;
+	assert_true(proto_topic_split("et/v1/SN1/register", serial, &rest));
+	assert_string_equal(serial, "SN1");
+	assert_string_equal(rest, "register");
+	assert_true(proto_topic_split("et/v1/a.b_c-D/settings/reported", serial, &rest));
+	assert_string_equal(rest, "settings/reported");
+	assert_false(proto_topic_split("et/v2/SN1/register", serial, &rest));
+	assert_false(proto_topic_split("et/v1//register", serial, &rest));
+	assert_false(proto_topic_split("et/v1/SN1", serial, &rest));
+	assert_false(proto_topic_split("et/v1/S N/register", serial, &rest));
+	assert_false(proto_topic_split("et/v1/+/register", serial, &rest));
+	char long_topic[128];
+	snprintf(long_topic, sizeof(long_topic), "et/v1/%065d/register", 1);
+	assert_false(proto_topic_split(long_topic, serial, &rest));
+}
+
+static void test_register_ok(void **state)
+{
+	char fpr[65], reason[256] = "";
+	struct reg_req req;
+	(void)state;
+	assert_int_equal(et_pem_fingerprint(pem2048, fpr), 0);
+	char *p = request("SN1", pem2048, fpr, "00ff", 1);
+	assert_int_equal(parse("SN1", p, strlen(p), reason, &req), 0);
+	assert_string_equal(req.serial, "SN1");
+	assert_string_equal(req.fpr, fpr);
+	assert_string_equal(req.nonce, "00ff");
+	assert_string_equal(req.pem, pem2048);
+	reg_req_clear(&req);
+	free(p);
+	/* fingerprint is optional, and compared without regard to case */
+	for (char *c = fpr; *c; c++)
+		if (*c >= 'a' && *c <= 'f')
+			*c = (char)(*c - 'a' + 'A');
+	p = request("SN1", pem2048, fpr, NULL, 1);
+	assert_int_equal(parse("SN1", p, strlen(p), reason, &req), 0);
+	reg_req_clear(&req);
+	free(p);
+}
+
+static void expect_refused(const char *payload, size_t len, const char *topic_serial,
+			   const char *why)
+{
+	char reason[256] = "";
+	struct reg_req req;
+	memset(&req, 0x5a, sizeof(req));
+	assert_int_equal(parse(topic_serial, payload, len, reason, &req), -1);
+	if (!strstr(reason, why))
+		fail_msg("reason '%s' does not contain '%s'", reason, why);
+}
+
+static void test_register_bad(void **state)
+{
+	char fpr[65], *p, *small = pubkey_pem(1024);
+	(void)state;
+	assert_int_equal(et_pem_fingerprint(pem2048, fpr), 0);
+
+	expect_refused("", 0, "SN1", "not JSON");
+	expect_refused("{\"v\":1}\0x", 9, "SN1", "not JSON");
+	expect_refused("{\"v\":1,", 6, "SN1", "malformed JSON");
+	expect_refused("[1,2]", 5, "SN1", "malformed JSON");
+	expect_refused("\xff\xfe\x01", 3, "SN1", "malformed JSON");
+	char *big = calloc(1, PROTO_MAX_REGISTER + 2);
+	memset(big, ' ', PROTO_MAX_REGISTER + 1);
+	expect_refused(big, PROTO_MAX_REGISTER + 1, "SN1", "too large");
+	free(big);
+
+	p = request("SN1", pem2048, fpr, NULL, 2);
+	expect_refused(p, strlen(p), "SN1", "version");
+	free(p);
+	p = request(NULL, pem2048, fpr, NULL, 1);
+	expect_refused(p, strlen(p), "SN1", "serial");
+	free(p);
+	p = request("SN2", pem2048, fpr, NULL, 1);
+	expect_refused(p, strlen(p), "SN1", "differs from the topic");
+	free(p);
+	p = request("SN1", NULL, fpr, NULL, 1);
+	expect_refused(p, strlen(p), "SN1", "pubkey_pem");
+	free(p);
+	p = request("SN1", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", NULL, NULL, 1);
+	expect_refused(p, strlen(p), "SN1", "unacceptable public key");
+	free(p);
+	p = request("SN1", small, NULL, NULL, 1);
+	expect_refused(p, strlen(p), "SN1", "unacceptable public key");
+	free(p);
+	p = request("SN1", pem2048, "00", NULL, 1);
+	expect_refused(p, strlen(p), "SN1", "fingerprint");
+	free(p);
+	p = request("SN1", pem2048, fpr, "not-hex", 1);
+	expect_refused(p, strlen(p), "SN1", "nonce");
+	free(p);
+	free(small);
+}
+
+static void test_password_and_credentials(void **state)
+{
+	char a[33], b[33];
+	(void)state;
+	assert_int_equal(proto_password(a), 0);
+	assert_int_equal(proto_password(b), 0);
+	assert_int_equal(strlen(a), 32);
+	assert_string_not_equal(a, b);
+	for (int i = 0; i < 32; i++)
+		assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", a[i]));
+	char *c = proto_credentials("h", 8883, true, "SN1", a, "SN1", NULL, 3);
+	cJSON *o = cJSON_Parse(c);
+	assert_non_null(o);
+	assert_string_equal(cJSON_GetObjectItem(o, "password")->valuestring, a);
+	assert_int_equal(cJSON_GetObjectItem(o, "cred_version")->valueint, 3);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(o, "tls")));
+	assert_null(cJSON_GetObjectItem(o, "ca_pem"));
+	cJSON_Delete(o);
+	free(c);
+	char *r = proto_reply("SN1", "refused", "not activated", "ab", 0, NULL);
+	assert_string_equal(r, "{\"v\":1,\"serial\":\"SN1\",\"status\":\"refused\",\"reason\":\"not activated\",\"nonce\":\"ab\"}");
+	free(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_topics),
+		cmocka_unit_test(test_register_ok),
+		cmocka_unit_test(test_register_bad),
+		cmocka_unit_test(test_password_and_credentials),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
