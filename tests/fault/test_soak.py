@@ -3,8 +3,9 @@ at random every few seconds, one of these happens:
 
   kill    the agent is SIGKILLed and restarted;
   broker  the broker stops for 2-6 s;
-  full    /data fills up to ENOSPC for a few seconds (full-disk policy: new readings dropped
-          and counted, the agent keeps running), then the filler goes away;
+  full    the broker goes away and /data fills up to ENOSPC for a few seconds (full-disk
+          policy: new readings dropped and counted, the agent keeps running), then both
+          come back;
   torn    the agent is SIGKILLed and a torn write (half a WAL frame of garbage) is appended
           to the spool's write-ahead log, as a power cut in the middle of a write leaves it.
 
@@ -112,11 +113,14 @@ class Soak(unittest.TestCase):
                 time.sleep(self.rng.uniform(2.0, 6.0))
                 self.mq.restart()
             elif what == "full":
+                # With the broker away the spool must grow, so the full disk really bites.
+                self.mq.stop()
                 self.fill()
-                time.sleep(self.rng.uniform(1.0, 4.0))
+                time.sleep(self.rng.uniform(2.0, 5.0))
                 self.assertIsNone(a.proc.poll(), "the agent died on a full disk:\n" +
                                   a.run_log()[-2000:])
                 os.unlink(self.filler)
+                self.mq.restart()
             elif what == "torn":
                 a.kill()
                 if not self.torn_write():
