@@ -95,9 +95,15 @@ class Bad(unittest.TestCase):
         p = etfix.run(cfg + ["list", "--data-dir", self.tmp.join("nowhere")])
         self.assertEqual(p.returncode, 4)
         self.assertIn("is it running", p.err)
-        rep = agentfix.wait_for(lambda: self.last_reported()["source"] == "local"
-                                and self.last_reported(), 20, "local report")
-        self.assertEqual(rep["settings"]["modbus.plc1.poll_ms"], 300)
+        # Earlier refused local changes also produce "local" reports (with poll_ms 200): wait
+        # for the one that carries the accepted change, not just any local report.
+        def local_300():
+            r = self.last_reported()
+            if r and r["source"] == "local" and r["settings"].get("modbus.plc1.poll_ms") == 300:
+                return r
+            return None
+        rep = agentfix.wait_for(local_300, 20, "local report with modbus.plc1.poll_ms = 300")
+        self.assertEqual(rep["rejected"], {})
         self.assertEqual(a.ctl({"op": "get", "key": "modbus.plc1.poll_ms"})["value"], 300)
         # The retained desired v1, redelivered after a restart, does not undo the local change.
         self.assertEqual(a.stop(), 0)
