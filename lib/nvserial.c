@@ -12,9 +12,12 @@
  *  read:                   NV_ReadPublic, NV_Read                                      = 2
  *                          (owner has a password: + NV_Read refused, and the TPM answers
  *                          the first DA-protected use after startup with RETRY: up to 5)
+ *  provision, unwritten:    NV_DefineSpace (NV_DEFINED), NV_ReadPublic, StartAuthSession,
+ *                          PolicyCommandCode, PolicyNV_Written, NV_Write               = 6
  *  clear:                  NV_ReadPublic, NV_UndefineSpace                             = 2
- * The reads and the undefine use the SAPI context under ESAPI: they need only password
- * sessions, and ESAPI would first spend a command on building an ESYS_TR for the index.
+ * Everything goes through ESAPI. The one NV_ReadPublic is Esys_TR_FromTPMPublic's, which
+ * builds the index's ESYS_TR; its public area is taken from that TR (tr_nv_public) rather than
+ * read a second time. ESAPI resends RETRY/TESTING/YIELDED answers itself (up to 5 times).
  *
  * Why the read tries the owner first: authorising with the index's own auth is a use of a
  * dictionary-attack-protected entity (the article's index has no TPMA_NV_NO_DA), and after a
@@ -28,7 +31,7 @@
 #include <string.h>
 
 #include <tss2/tss2_rc.h>
-#include <tss2/tss2_sys.h>
+#include <tss2/tss2_mu.h>
 
 #include "tpm.h"
 
@@ -87,28 +90,66 @@ static int check_index(uint32_t nv_index)
 	return 0;
 }
 
-static TSS2_SYS_CONTEXT *sys_of(et_ctx *ctx)
-{
-	TSS2_SYS_CONTEXT *sys = NULL;
+/* ESAPI's tag for an NV index in a serialised ESYS_TR (IESYSC_NV_RSRC in tpm2-tss' esys_types.h,
+ * not in its public headers; the value is part of the on-disk TR format and cannot change). */
+#define ESYS_TR_NV_RESOURCE 2
 
-	if (Esys_GetSysContext(ctx->esys, &sys) != TSS2_RC_SUCCESS)
-		return NULL;
-	return sys;
-}
-
-/* NV_ReadPublic through SAPI. rc is returned raw so callers can tell "absent" apart. */
-static TSS2_RC read_public(et_ctx *ctx, uint32_t nv_index, TPMS_NV_PUBLIC *ret)
+/*
+ * The index's public area from an ESYS_TR made by Esys_TR_FromTPMPublic, without another TPM
+ * command: ESAPI keeps the NV_ReadPublic answer (after checking it against the name) and
+ * Esys_TR_Serialize hands it out in its on-disk TR format, the one tpm2-tools stores TRs in:
+ * TPM2_HANDLE, TPM2B_NAME, resource type (UINT32), then TPM2B_NV_PUBLIC for an NV index.
+ * (Esys_NV_ReadPublic on the TR would cost a second NV_ReadPublic; ESAPI 3.2 has no getter.)
+ */
+static TSS2_RC tr_nv_public(et_ctx *ctx, ESYS_TR nv, uint32_t nv_index, TPMS_NV_PUBLIC *ret)
 {
-	TSS2_SYS_CONTEXT *sys = sys_of(ctx);
-	TPM2B_NV_PUBLIC pub = {0};
+	uint8_t *buf = NULL;
+	size_t size = 0, off = 0;
+	TPM2_HANDLE handle = 0;
 	TPM2B_NAME name = {0};
+	UINT32 type = 0;
+	TPM2B_NV_PUBLIC pub = {0};
 	TSS2_RC rc;
 
-	if (!sys)
-		return TSS2_ESYS_RC_BAD_REFERENCE;
-	rc = Tss2_Sys_NV_ReadPublic(sys, nv_index, NULL, &pub, &name, NULL);
+	rc = Esys_TR_Serialize(ctx->esys, nv, &buf, &size);
+	if (rc != TSS2_RC_SUCCESS)
+		return rc;
+	rc = Tss2_MU_TPM2_HANDLE_Unmarshal(buf, size, &off, &handle);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Tss2_MU_TPM2B_NAME_Unmarshal(buf, size, &off, &name);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Tss2_MU_UINT32_Unmarshal(buf, size, &off, &type);
+	if (rc == TSS2_RC_SUCCESS && (handle != nv_index || type != ESYS_TR_NV_RESOURCE))
+		rc = TSS2_ESYS_RC_MALFORMED_RESPONSE;
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Tss2_MU_TPM2B_NV_PUBLIC_Unmarshal(buf, size, &off, &pub);
+	if (rc == TSS2_RC_SUCCESS && pub.nvPublic.nvIndex != nv_index)
+		rc = TSS2_ESYS_RC_MALFORMED_RESPONSE;
+	free(buf);
 	if (rc == TSS2_RC_SUCCESS)
 		*ret = pub.nvPublic;
+	return rc;
+}
+
+/*
+ * One NV_ReadPublic: an ESYS_TR for the index (the caller closes it) and its public area.
+ * rc is returned raw so callers can tell "absent" apart.
+ */
+static TSS2_RC nv_open(et_ctx *ctx, uint32_t nv_index, ESYS_TR *ret_nv, TPMS_NV_PUBLIC *ret_pub)
+{
+	ESYS_TR nv = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	rc = Esys_TR_FromTPMPublic(ctx->esys, nv_index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+				   &nv);
+	if (rc != TSS2_RC_SUCCESS)
+		return rc;
+	rc = tr_nv_public(ctx, nv, nv_index, ret_pub);
+	if (rc != TSS2_RC_SUCCESS) {
+		et_tpm_close(ctx, &nv);
+		return rc;
+	}
+	*ret_nv = nv;
 	return rc;
 }
 
@@ -170,29 +211,21 @@ static int check_public(uint32_t nv_index, const TPMS_NV_PUBLIC *pub)
 		       SERIAL_ATTRS, ET_NV_WRITE_ONCE_POLICY_HEX, nv_index);
 }
 
-/* The warnings ESAPI would resend for us; SAPI leaves them to the caller. */
-static bool tpm_busy(TSS2_RC rc)
+/* NV_Read of the whole index with a password session (ESAPI resends RETRY: the first use of a
+ * DA-protected authorisation after startup is answered so while the TPM records it in NV). */
+static TSS2_RC nv_read(et_ctx *ctx, ESYS_TR auth, ESYS_TR nv, UINT16 size,
+		       TPM2B_MAX_NV_BUFFER *ret)
 {
-	TPM2_RC base = et_tpm_rc_base(rc);
-
-	return base == TPM2_RC_RETRY || base == TPM2_RC_TESTING || base == TPM2_RC_YIELDED;
-}
-
-/*
- * NV_Read with an empty password. The first use of a DA-protected authorisation after TPM
- * startup is answered TPM_RC_RETRY while the TPM records that use in NV: resend, as ESAPI does.
- */
-static TSS2_RC sys_nv_read(TSS2_SYS_CONTEXT *sys, TPM2_HANDLE auth, TPM2_HANDLE nv_index,
-			   UINT16 size, TPM2B_MAX_NV_BUFFER *data)
-{
-	TSS2L_SYS_AUTH_COMMAND auths = {.count = 1, .auths = {{.sessionHandle = TPM2_RH_PW}}};
-	TSS2L_SYS_AUTH_RESPONSE rsp = {0};
+	TPM2B_MAX_NV_BUFFER *data = NULL;
 	TSS2_RC rc;
-	int tries = 0;
 
-	do {
-		rc = Tss2_Sys_NV_Read(sys, auth, nv_index, &auths, size, 0, data, &rsp);
-	} while (tpm_busy(rc) && ++tries < 5);
+	rc = Esys_NV_Read(ctx->esys, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, size, 0,
+			  &data);
+	if (rc == TSS2_RC_SUCCESS)
+		*ret = *data;
+	if (data)
+		explicit_bzero(data, sizeof(*data));
+	Esys_Free(data);
 	return rc;
 }
 
@@ -200,30 +233,27 @@ static TSS2_RC sys_nv_read(TSS2_SYS_CONTEXT *sys, TPM2_HANDLE auth, TPM2_HANDLE 
  * NV_Read of the whole index with a password session: owner first (DA-exempt), the index's
  * own auth when the owner has a password or the index is NO_DA (then that is DA-exempt too).
  */
-static int read_data(et_ctx *ctx, uint32_t nv_index, const TPMS_NV_PUBLIC *pub,
+static int read_data(et_ctx *ctx, uint32_t nv_index, ESYS_TR nv, const TPMS_NV_PUBLIC *pub,
 		     TPM2B_MAX_NV_BUFFER *ret)
 {
-	TSS2_SYS_CONTEXT *sys = sys_of(ctx);
 	TPM2B_MAX_NV_BUFFER data = {0};
 	bool owner = (pub->attributes & TPMA_NV_OWNERREAD) &&
 		     !((pub->attributes & TPMA_NV_NO_DA) && (pub->attributes & TPMA_NV_AUTHREAD));
 	char what[80];
 	TSS2_RC rc;
 
-	if (!sys)
-		return et_fail(ET_E_INTERNAL, "no SAPI context under ESAPI");
 	if (!(pub->attributes & (TPMA_NV_OWNERREAD | TPMA_NV_AUTHREAD)))
 		return et_fail(ET_E_NV_ATTRIBUTES,
 			       "NV index 0x%08x can be read neither by the owner nor with its own "
 			       "authorisation (no ownerread, no authread); it is not a serial index",
 			       nv_index);
-	rc = sys_nv_read(sys, owner ? TPM2_RH_OWNER : nv_index, nv_index, pub->dataSize, &data);
+	rc = nv_read(ctx, owner ? ESYS_TR_RH_OWNER : nv, nv, pub->dataSize, &data);
 	if (owner && rc != TSS2_RC_SUCCESS && (pub->attributes & TPMA_NV_AUTHREAD) &&
 	    et_tpm_rc_base(rc) == TPM2_RC_BAD_AUTH) {
 		/* The owner has a password: the index's empty auth still reads it. */
 		et_log(ET_LOG_DEBUG, "owner read of 0x%08x refused (owner password set); reading "
 		       "with the index's own authorisation", nv_index);
-		rc = sys_nv_read(sys, nv_index, nv_index, pub->dataSize, &data);
+		rc = nv_read(ctx, nv, nv, pub->dataSize, &data);
 	}
 	if (rc != TSS2_RC_SUCCESS) {
 		snprintf(what, sizeof(what), "reading NV index 0x%08x", nv_index);
@@ -234,7 +264,7 @@ static int read_data(et_ctx *ctx, uint32_t nv_index, const TPMS_NV_PUBLIC *pub,
 }
 
 /* Reads and decodes: the value without trailing 0xFF/NUL padding and newline. */
-static int read_serial(et_ctx *ctx, uint32_t nv_index, const TPMS_NV_PUBLIC *pub,
+static int read_serial(et_ctx *ctx, uint32_t nv_index, ESYS_TR nv, const TPMS_NV_PUBLIC *pub,
 		       char ret[ET_SERIAL_MAX + 1])
 {
 	TPM2B_MAX_NV_BUFFER data = {0};
@@ -256,7 +286,7 @@ static int read_serial(et_ctx *ctx, uint32_t nv_index, const TPMS_NV_PUBLIC *pub
 			       "fail with TPM_RC_NV_UNINITIALIZED, 0x14A): provisioning was "
 			       "interrupted. Run `edgetrust serial provision SERIAL` to complete it",
 			       nv_index);
-	r = read_data(ctx, nv_index, pub, &data);
+	r = read_data(ctx, nv_index, nv, pub, &data);
 	if (r < 0)
 		return r;
 	len = data.size;
@@ -288,6 +318,7 @@ static int read_serial(et_ctx *ctx, uint32_t nv_index, const TPMS_NV_PUBLIC *pub
 int et_serial_read(et_ctx *ctx, uint32_t nv_index, char **ret)
 {
 	TPMS_NV_PUBLIC pub = {0};
+	ESYS_TR nv = ESYS_TR_NONE;
 	char serial[ET_SERIAL_MAX + 1];
 	char what[80];
 	char *copy;
@@ -300,19 +331,25 @@ int et_serial_read(et_ctx *ctx, uint32_t nv_index, char **ret)
 	r = check_index(nv_index);
 	if (r < 0)
 		return r;
-	rc = read_public(ctx, nv_index, &pub);
+	rc = nv_open(ctx, nv_index, &nv, &pub);
 	if (rc != TSS2_RC_SUCCESS) {
 		snprintf(what, sizeof(what), "looking up NV index 0x%08x", nv_index);
-		return et_tpm_fail_handle(rc, nv_index, what);
+		r = et_tpm_fail_handle(rc, nv_index, what);
+		goto out;
 	}
-	r = read_serial(ctx, nv_index, &pub, serial);
+	r = read_serial(ctx, nv_index, nv, &pub, serial);
 	if (r < 0)
-		return r;
+		goto out;
 	copy = strdup(serial);
-	if (!copy)
-		return et_fail(ET_E_NOMEM, "out of memory");
+	if (!copy) {
+		r = et_fail(ET_E_NOMEM, "out of memory");
+		goto out;
+	}
 	*ret = copy;
-	return 0;
+	r = 0;
+out:
+	et_tpm_close(ctx, &nv);
+	return r;
 }
 
 /* The one NV_Write, through a policy session satisfying the write-once policy. */
@@ -424,7 +461,7 @@ int et_serial_provision(et_ctx *ctx, uint32_t nv_index, const char *serial, bool
 		goto out;
 	}
 
-	rc = read_public(ctx, nv_index, &pub);
+	rc = nv_open(ctx, nv_index, &nv, &pub);
 	if (rc != TSS2_RC_SUCCESS) {
 		if (et_tpm_rc_base(rc) == TPM2_RC_HANDLE &&
 		    et_tpm_rc_base(define_rc) != TPM2_RC_NV_DEFINED) {
@@ -445,7 +482,7 @@ int et_serial_provision(et_ctx *ctx, uint32_t nv_index, const char *serial, bool
 	if (r < 0)
 		goto out;
 	if (pub.attributes & TPMA_NV_WRITTEN) {
-		r = read_serial(ctx, nv_index, &pub, existing);
+		r = read_serial(ctx, nv_index, nv, &pub, existing);
 		if (r < 0)
 			goto out;
 		if (strcmp(existing, serial) != 0) {
@@ -475,9 +512,6 @@ int et_serial_provision(et_ctx *ctx, uint32_t nv_index, const char *serial, bool
 	}
 	et_log(ET_LOG_INFO, "NV index 0x%08x is defined but unwritten: completing the write",
 	       nv_index);
-	r = et_tpm_tr_from_handle(ctx, nv_index, &nv);
-	if (r < 0)
-		goto out;
 	r = write_serial(ctx, nv_index, nv, serial, len);
 out_changed:
 	if (r == 0 && ret_changed)
@@ -490,13 +524,12 @@ out:
 int et_serial_clear(et_ctx *ctx, uint32_t nv_index, const uint8_t *owner_auth,
 		    size_t owner_auth_len)
 {
-	TSS2_SYS_CONTEXT *sys;
-	TSS2L_SYS_AUTH_COMMAND auths = {.count = 1, .auths = {{.sessionHandle = TPM2_RH_PW}}};
-	TSS2L_SYS_AUTH_RESPONSE rsp = {0};
+	TPM2B_AUTH auth = {0};
 	TPMS_NV_PUBLIC pub = {0};
+	ESYS_TR nv = ESYS_TR_NONE;
 	char what[80];
 	TSS2_RC rc;
-	int r, tries = 0;
+	int r;
 
 	et_clear_error();
 	if (!ctx)
@@ -504,17 +537,14 @@ int et_serial_clear(et_ctx *ctx, uint32_t nv_index, const uint8_t *owner_auth,
 	r = check_index(nv_index);
 	if (r < 0)
 		return r;
-	if (owner_auth_len > sizeof(auths.auths[0].hmac.buffer))
+	if (owner_auth_len > sizeof(auth.buffer))
 		return et_fail(ET_E_INVALID, "the owner password is longer than %zu bytes",
-			       sizeof(auths.auths[0].hmac.buffer));
+			       sizeof(auth.buffer));
 	if (owner_auth_len && !owner_auth)
 		return et_fail(ET_E_INVALID, "et_serial_clear: owner_auth is NULL");
-	sys = sys_of(ctx);
-	if (!sys)
-		return et_fail(ET_E_INTERNAL, "no SAPI context under ESAPI");
 	/* Refuse to remove an index that is not a serial index: a typo in --index must not
 	 * destroy someone else's data. */
-	rc = read_public(ctx, nv_index, &pub);
+	rc = nv_open(ctx, nv_index, &nv, &pub);
 	if (rc != TSS2_RC_SUCCESS) {
 		snprintf(what, sizeof(what), "looking up NV index 0x%08x", nv_index);
 		r = et_tpm_fail_handle(rc, nv_index, what);
@@ -523,12 +553,18 @@ int et_serial_clear(et_ctx *ctx, uint32_t nv_index, const uint8_t *owner_auth,
 	r = check_public(nv_index, &pub);
 	if (r < 0)
 		goto out;
-	auths.auths[0].hmac.size = (UINT16)owner_auth_len;
+	auth.size = (UINT16)owner_auth_len;
 	if (owner_auth_len)
-		memcpy(auths.auths[0].hmac.buffer, owner_auth, owner_auth_len);
-	do {
-		rc = Tss2_Sys_NV_UndefineSpace(sys, TPM2_RH_OWNER, nv_index, &auths, &rsp);
-	} while (tpm_busy(rc) && ++tries < 5);
+		memcpy(auth.buffer, owner_auth, owner_auth_len);
+	rc = Esys_TR_SetAuth(ctx->esys, ESYS_TR_RH_OWNER, &auth);
+	if (rc != TSS2_RC_SUCCESS) {
+		r = et_tpm_fail(rc, "setting the owner password for the NV undefine");
+		goto out;
+	}
+	rc = Esys_NV_UndefineSpace(ctx->esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+				   ESYS_TR_NONE);
+	if (rc == TSS2_RC_SUCCESS)
+		nv = ESYS_TR_NONE; /* ESAPI dropped the TR with the index */
 	if (rc != TSS2_RC_SUCCESS) {
 		if (et_tpm_rc_base(rc) == TPM2_RC_BAD_AUTH || et_tpm_rc_base(rc) == TPM2_RC_AUTH_FAIL)
 			r = et_fail(ET_E_AUTH,
@@ -546,6 +582,9 @@ int et_serial_clear(et_ctx *ctx, uint32_t nv_index, const uint8_t *owner_auth,
 	et_log(ET_LOG_INFO, "removed NV index 0x%08x", nv_index);
 	r = 0;
 out:
-	explicit_bzero(&auths, sizeof(auths));
+	/* ESAPI keeps its own copy of the owner password: overwrite it with the empty one. */
+	explicit_bzero(&auth, sizeof(auth));
+	(void)Esys_TR_SetAuth(ctx->esys, ESYS_TR_RH_OWNER, &auth);
+	et_tpm_close(ctx, &nv);
 	return r;
 }

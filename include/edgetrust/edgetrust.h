@@ -117,8 +117,10 @@ ET_EXPORT const char *et_ctx_tcti(const et_ctx *ctx);
 ET_EXPORT int et_serial_provision(et_ctx *ctx, uint32_t nv_index, const char *serial,
 				  bool *ret_changed);
 /*
- * Reads the serial with the index's own (empty) auth. Trailing 0xFF and NUL padding (an index
- * written by the article's commands with a shorter value) is stripped. *ret is malloc'd.
+ * Reads the serial through the owner hierarchy (DA-exempt; the index's own empty auth only when
+ * the owner has a password). Trailing 0xFF and NUL padding (an index written by the article's
+ * commands with a shorter value) and a trailing newline (CR/LF, e.g. an index written from the
+ * article's `echo hello > file`) are stripped. *ret is malloc'd.
  */
 ET_EXPORT int et_serial_read(et_ctx *ctx, uint32_t nv_index, char **ret);
 /* Undefines the index with owner authorisation (refurbishing). owner_auth may be NULL/0. */
