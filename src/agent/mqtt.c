@@ -23,6 +23,7 @@ struct et_mqtt {
 	bool thread_started;
 	atomic_bool stop;
 	atomic_bool connected;
+	atomic_bool disc_pushed; /* on_disconnect already reported this loop failure */
 	bool with_will;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -71,6 +72,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 	}
 	for (i = 0; i < 4 && m->subs[i]; i++)
 		mosquitto_subscribe_v5(mosq, NULL, m->subs[i], 1, 0, NULL);
+	atomic_store(&m->disc_pushed, false);
 	atomic_store(&m->connected, true);
 	push_simple(m, ET_MQTT_EV_CONNECTED, 0, 0, flags & 1);
 }
@@ -79,8 +81,10 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc, const mosqu
 {
 	struct et_mqtt *m = obj;
 
-	if (atomic_exchange(&m->connected, false))
+	if (atomic_exchange(&m->connected, false)) {
+		atomic_store(&m->disc_pushed, true);
 		push_simple(m, ET_MQTT_EV_DISCONNECTED, 0, rc, false);
+	}
 }
 
 static void on_publish(struct mosquitto *mosq, void *obj, int mid, int rc,
@@ -238,7 +242,12 @@ static void *run(void *arg)
 			long max = (long)m->o.reconnect_max_s * 1000;
 
 			socket_up = false;
-			if (atomic_exchange(&m->connected, false))
+			/* Report every failure once: a lost session (unless on_disconnect already
+			 * did), and also an attempt that failed after the socket was up but before
+			 * CONNACK, e.g. a TLS handshake refused inside mosquitto_loop(). Whether the
+			 * handshake fails in mosquitto_connect or here depends on timing. */
+			atomic_store(&m->connected, false);
+			if (!atomic_exchange(&m->disc_pushed, false))
 				push_simple(m, ET_MQTT_EV_DISCONNECTED, 0, rc, false);
 			nap(m, backoff_ms);
 			backoff_ms = backoff_ms * 2 > max ? max : backoff_ms * 2;

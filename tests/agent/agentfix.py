@@ -257,8 +257,11 @@ class Agent:
             return f.read().decode(errors="replace")
 
     def wait_log(self, text, timeout=30.0):
-        return wait_for(lambda: text in self.run_log(), timeout,
-                        f"'{text}' in the agent log:\n" + self.run_log()[-3000:])
+        try:
+            return wait_for(lambda: text in self.run_log(), timeout, f"'{text}' in the agent log")
+        except AssertionError as e:
+            # The log as it is now, at the failure, not as it was when the wait began.
+            raise AssertionError(f"{e}:\n{self.run_log()[-3000:]}") from None
 
     def stop(self, sig=signal.SIGTERM):
         etfix.stop_process(self.proc, sig, timeout=15)
