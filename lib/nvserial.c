@@ -5,7 +5,7 @@
  * policywrite (0x60008, what `tpm2_nvdefine -a "ownerread|authread|policywrite"` sets), so an
  * index made by the article's tpm2-tools commands and one made here are the same object.
  *
- * TPM commands per operation (counted on swtpm, see tests/tpm/test_serial.py):
+ * TPM commands per operation (counted on swtpm, see tests/tpm/test_serial_interop.py and test_serial_idempotence.py):
  *  provision, fresh TPM:   NV_DefineSpace, StartAuthSession, PolicyCommandCode,
  *                          PolicyNV_Written, NV_Write                                  = 5
  *  provision, rerun:       NV_DefineSpace (NV_DEFINED), NV_ReadPublic, NV_Read         = 3
