@@ -15,6 +15,8 @@
  *  provision, unwritten:    NV_DefineSpace (NV_DEFINED), NV_ReadPublic, StartAuthSession,
  *                          PolicyCommandCode, PolicyNV_Written, NV_Write               = 6
  *  clear:                  NV_ReadPublic, NV_UndefineSpace                             = 2
+ * With ET_SERIAL_NO_DA the index is defined with TPMA_NV_NO_DA too (same policy, other name):
+ * its authread is DA-exempt, so reads with an owner password set never count toward lockout.
  * Everything goes through ESAPI. The one NV_ReadPublic is Esys_TR_FromTPMPublic's, which
  * builds the index's ESYS_TR; its public area is taken from that TR (tr_nv_public) rather than
  * read a second time. ESAPI resends RETRY/TESTING/YIELDED answers itself (up to 5 times).
@@ -406,6 +408,12 @@ out:
 
 int et_serial_provision(et_ctx *ctx, uint32_t nv_index, const char *serial, bool *ret_changed)
 {
+	return et_serial_provision_flags(ctx, nv_index, serial, 0, ret_changed);
+}
+
+int et_serial_provision_flags(et_ctx *ctx, uint32_t nv_index, const char *serial,
+			      unsigned flags, bool *ret_changed)
+{
 	size_t len;
 	TPM2B_AUTH empty = {0};
 	TPM2B_NV_PUBLIC def = {0};
@@ -419,6 +427,9 @@ int et_serial_provision(et_ctx *ctx, uint32_t nv_index, const char *serial, bool
 	et_clear_error();
 	if (!ctx)
 		return et_fail(ET_E_INVALID, "et_serial_provision: NULL context");
+	if (flags & ~ET_SERIAL_NO_DA)
+		return et_fail(ET_E_INVALID, "et_serial_provision_flags: unknown flags 0x%x",
+			       flags & ~ET_SERIAL_NO_DA);
 	r = check_index(nv_index);
 	if (r < 0)
 		return r;
@@ -438,15 +449,16 @@ int et_serial_provision(et_ctx *ctx, uint32_t nv_index, const char *serial, bool
 	 */
 	def.nvPublic.nvIndex = nv_index;
 	def.nvPublic.nameAlg = TPM2_ALG_SHA256;
-	def.nvPublic.attributes = SERIAL_ATTRS;
+	def.nvPublic.attributes = SERIAL_ATTRS | ((flags & ET_SERIAL_NO_DA) ? TPMA_NV_NO_DA : 0);
 	def.nvPublic.authPolicy.size = sizeof(write_once_policy);
 	memcpy(def.nvPublic.authPolicy.buffer, write_once_policy, sizeof(write_once_policy));
 	def.nvPublic.dataSize = (UINT16)(len > SERIAL_MIN_SIZE ? len : SERIAL_MIN_SIZE);
 	define_rc = Esys_NV_DefineSpace(ctx->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
 					ESYS_TR_NONE, &empty, &def, &nv);
 	if (define_rc == TSS2_RC_SUCCESS) {
-		et_log(ET_LOG_INFO, "defined NV index 0x%08x (%u bytes, write-once policy)",
-		       nv_index, def.nvPublic.dataSize);
+		et_log(ET_LOG_INFO, "defined NV index 0x%08x (%u bytes, write-once policy%s)",
+		       nv_index, def.nvPublic.dataSize,
+		       (flags & ET_SERIAL_NO_DA) ? ", no_da" : "");
 		r = write_serial(ctx, nv_index, nv, serial, len);
 		if (r == 0)
 			et_log(ET_LOG_INFO, "wrote serial %s to NV index 0x%08x", serial, nv_index);
@@ -481,6 +493,13 @@ int et_serial_provision(et_ctx *ctx, uint32_t nv_index, const char *serial, bool
 	r = check_public(nv_index, &pub);
 	if (r < 0)
 		goto out;
+	/* Both variants are serial indices; never redefine one to change the bit (a written
+	 * serial cannot be rewritten), only say which one the device has. */
+	if (!(pub.attributes & TPMA_NV_NO_DA) != !(flags & ET_SERIAL_NO_DA))
+		et_log(ET_LOG_WARNING,
+		       "NV index 0x%08x already exists %s TPMA_NV_NO_DA; keeping it as it is (to "
+		       "change that, clear it with `edgetrust serial clear` and provision again)",
+		       nv_index, (pub.attributes & TPMA_NV_NO_DA) ? "with" : "without");
 	if (pub.attributes & TPMA_NV_WRITTEN) {
 		r = read_serial(ctx, nv_index, nv, &pub, existing);
 		if (r < 0)

@@ -117,6 +117,26 @@ ET_EXPORT const char *et_ctx_tcti(const et_ctx *ctx);
 ET_EXPORT int et_serial_provision(et_ctx *ctx, uint32_t nv_index, const char *serial,
 				  bool *ret_changed);
 /*
+ * ET_SERIAL_NO_DA: define the index with TPMA_NV_NO_DA in addition (0x2060008). Why: the
+ * article's index is dictionary-attack protected, and when the owner hierarchy has a password
+ * et_serial_read must use the index's own (authread) authorisation; every such read followed
+ * by an unclean power-off counts one DA failure at the next startup, so a fleet that loses
+ * power often ends in lockout (docs/reliability.md). With NO_DA those reads never count.
+ * The write-once policy digest is unchanged (B7AFECEE...), but the attributes, and so the
+ * index's name, differ from the index the article's tpm2-tools commands make: opt in only
+ * where byte-identical interop with those commands is not needed (tpm2_nvread still reads it).
+ */
+#define ET_SERIAL_NO_DA 0x1u
+/*
+ * et_serial_provision with flags (0 or ET_SERIAL_NO_DA; other bits: ET_E_INVALID). The flag
+ * only affects a define: an index that already exists with the serial index's attributes, with
+ * or without NO_DA, is accepted as it is whatever the flag (a written serial is never
+ * redefined), and the same idempotence rules apply; a mismatch of the NO_DA bit is logged as
+ * ET_LOG_WARNING, not an error. et_serial_provision(...) is et_serial_provision_flags(..., 0, ...).
+ */
+ET_EXPORT int et_serial_provision_flags(et_ctx *ctx, uint32_t nv_index, const char *serial,
+					unsigned flags, bool *ret_changed);
+/*
  * Reads the serial through the owner hierarchy (DA-exempt; the index's own empty auth only when
  * the owner has a password). Trailing 0xFF and NUL padding (an index written by the article's
  * commands with a shorter value) and a trailing newline (CR/LF, e.g. an index written from the

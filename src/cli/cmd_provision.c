@@ -12,12 +12,14 @@ enum {
 	OPT_SERIAL = CLI_OPT_FIRST_OWN,
 	OPT_INDEX,
 	OPT_KEY_HANDLE,
+	OPT_NO_DA,
 };
 
 struct provision_opts {
 	const char *serial;
 	uint32_t index;
 	uint32_t key_handle;
+	unsigned serial_flags;
 };
 
 static int on_opt(int val, const char *arg, void *userdata)
@@ -32,6 +34,9 @@ static int on_opt(int val, const char *arg, void *userdata)
 		return cli_parse_nv_index(arg, &o->index);
 	case OPT_KEY_HANDLE:
 		return cli_parse_persistent(arg, &o->key_handle);
+	case OPT_NO_DA:
+		o->serial_flags |= ET_SERIAL_NO_DA;
+		return 0;
 	default:
 		return CLI_EXIT_INTERNAL;
 	}
@@ -43,6 +48,7 @@ int cmd_provision(struct cli *cli, int argc, char **argv)
 		{"serial", required_argument, NULL, OPT_SERIAL},
 		{"index", required_argument, NULL, OPT_INDEX},
 		{"key-handle", required_argument, NULL, OPT_KEY_HANDLE},
+		{"no-da", no_argument, NULL, OPT_NO_DA},
 		{0},
 	};
 	struct provision_opts o = {.index = ET_NV_SERIAL_INDEX_DEFAULT,
@@ -75,7 +81,8 @@ int cmd_provision(struct cli *cli, int argc, char **argv)
 	/* Serial first: it is the cheap, write-once part and names the device in every later
 	 * message; each step is idempotent, so a rerun after a failure continues where it
 	 * stopped. */
-	r = et_serial_provision(ctx, o.index, o.serial, &serial_changed);
+	r = et_serial_provision_flags(ctx, o.index, o.serial, o.serial_flags,
+				      &serial_changed);
 	if (r < 0)
 		goto fail;
 	r = et_key_create(ctx, o.key_handle, &key_created);

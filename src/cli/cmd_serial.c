@@ -8,11 +8,13 @@
 enum {
 	OPT_INDEX = CLI_OPT_FIRST_OWN,
 	OPT_OWNER_AUTH_FILE,
+	OPT_NO_DA,
 };
 
 struct serial_opts {
 	uint32_t index;
 	const char *owner_auth_file;
+	unsigned flags;
 };
 
 static int on_opt(int val, const char *arg, void *userdata)
@@ -24,6 +26,9 @@ static int on_opt(int val, const char *arg, void *userdata)
 		return cli_parse_nv_index(arg, &o->index);
 	case OPT_OWNER_AUTH_FILE:
 		o->owner_auth_file = arg;
+		return 0;
+	case OPT_NO_DA:
+		o->flags |= ET_SERIAL_NO_DA;
 		return 0;
 	default:
 		return CLI_EXIT_INTERNAL;
@@ -37,13 +42,18 @@ static const struct option index_opts[] = {
 
 int cmd_serial_provision(struct cli *cli, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{"index", required_argument, NULL, OPT_INDEX},
+		{"no-da", no_argument, NULL, OPT_NO_DA},
+		{0},
+	};
 	struct serial_opts o = {.index = ET_NV_SERIAL_INDEX_DEFAULT};
 	et_ctx *ctx = NULL;
 	bool changed = false;
 	const char *serial;
 	int r, first;
 
-	r = cli_parse(cli, argc, argv, index_opts, NULL, on_opt, &o, &first);
+	r = cli_parse(cli, argc, argv, opts, NULL, on_opt, &o, &first);
 	if (r)
 		return r;
 	r = cli_positional("serial provision", argc - first, 1, 1);
@@ -62,7 +72,7 @@ int cmd_serial_provision(struct cli *cli, int argc, char **argv)
 	r = cli_open(cli, &ctx);
 	if (r)
 		return r;
-	r = et_serial_provision(ctx, o.index, serial, &changed);
+	r = et_serial_provision_flags(ctx, o.index, serial, o.flags, &changed);
 	if (r < 0) {
 		r = cli_error(r);
 		goto out;

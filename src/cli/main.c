@@ -14,14 +14,18 @@
  * Keep it in the order of docs/edgetrust.md.
  */
 static const struct cli_command commands[] = {
-	{"provision", cmd_provision, "--serial SERIAL [--index IDX] [--key-handle H]",
+	{"provision", cmd_provision, "--serial SERIAL [--index IDX] [--key-handle H] [--no-da]",
 	 "factory provisioning: serial in NV, SRK, device key; prints the registration record",
 	 "  --serial SERIAL    the device's serial number (A-Z a-z 0-9 . _ -, at most 64)\n"
 	 "  --index IDX        NV index of the serial (default 0x01000000)\n"
-	 "  --key-handle H     persistent handle of the device key (default 0x81000002)\n"},
-	{"serial provision", cmd_serial_provision, "SERIAL [--index IDX]",
+	 "  --key-handle H     persistent handle of the device key (default 0x81000002)\n"
+	 "  --no-da            define the serial index with no_da (reads never count toward\n"
+	 "                     DA lockout; not byte-identical to the article's index)\n"},
+	{"serial provision", cmd_serial_provision, "SERIAL [--index IDX] [--no-da]",
 	 "write the serial number once into a write-once NV index (idempotent)",
-	 "  --index IDX        NV index (default 0x01000000)\n"},
+	 "  --index IDX        NV index (default 0x01000000)\n"
+	 "  --no-da            define the index with no_da (reads never count toward DA\n"
+	 "                     lockout; not byte-identical to the article's index)\n"},
 	{"serial read", cmd_serial_read, "[--index IDX]",
 	 "print the serial number stored in the TPM",
 	 "  --index IDX        NV index (default 0x01000000)\n"},
