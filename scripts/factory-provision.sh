@@ -5,7 +5,7 @@
 # registration record the cloud needs (one JSON line: serial, public key PEM, fingerprint) on
 # standard output. Installed on devices by the edgetrust-factory package of meta-edgetrust.
 #
-# usage: edgetrust-factory-provision [--tcti TCTI] [--record FILE] SERIAL
+# usage: edgetrust-factory-provision [--tcti TCTI] [--record FILE] [--no-da] SERIAL
 # exit:  0 done; 2 bad command line; 4 the record file could not be written; otherwise the exit code of the edgetrust command that
 #        failed (docs/exit-codes.md), e.g. 10 TPM unreachable, 22 the TPM holds another serial.
 set -u
@@ -14,12 +14,14 @@ prog=edgetrust-factory-provision
 cli=${EDGETRUST_CLI:-edgetrust}
 tcti=
 record=
+no_da=
 serial=
 
 usage() {
-	echo "usage: $prog [--tcti TCTI] [--record FILE] SERIAL" >&2
+	echo "usage: $prog [--tcti TCTI] [--record FILE] [--no-da] SERIAL" >&2
 	echo "  TCTI default: \$EDGETRUST_TCTI, else device:/dev/tpmrm0 (see edgetrust(1))" >&2
 	echo "  FILE: also write the registration record there (for the line's database)" >&2
+	echo "  --no-da: serial index with no_da (see edgetrust(1), serial provision)" >&2
 	exit 2
 }
 
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
 	--tcti=*) tcti=${1#--tcti=}; shift ;;
 	--record) [ $# -ge 2 ] || usage; record=$2; shift 2 ;;
 	--record=*) record=${1#--record=}; shift ;;
+	--no-da) no_da=--no-da; shift ;;
 	-h|--help) usage ;;
 	--) shift; break ;;
 	-*) echo "$prog: unknown option $1" >&2; usage ;;
@@ -51,7 +54,7 @@ et() {
 	fi
 }
 
-rec=$(et provision --serial "$serial")
+rec=$(et provision --serial "$serial" ${no_da:+"$no_da"})
 rc=$?
 if [ $rc -ne 0 ]; then
 	echo "$prog: provisioning serial $serial failed (edgetrust exit $rc, see the message above)" >&2

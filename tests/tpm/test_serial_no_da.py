@@ -31,7 +31,9 @@ class NoDa(tpmtest.TpmTestCase):
         self.assertEqual(p.out, "DEV-ND01")
         # Idempotent, with or without the flag; a different serial is still refused.
         self.assertIn("already has", self.et("serial", "provision", "DEV-ND01", "--no-da").out)
-        self.assertIn("already has", self.et("serial", "provision", "DEV-ND01").out)
+        p = self.et("serial", "provision", "DEV-ND01")
+        self.assertIn("already has", p.out)
+        self.assertIn("already exists with TPMA_NV_NO_DA", p.err)
         self.et("serial", "provision", "DEV-OTHER", "--no-da",
                 expect=self.code("CLI_EXIT_NV_MISMATCH"))
         self.assertEqual(self.et("serial", "read").out, "DEV-ND01\n")
@@ -40,7 +42,8 @@ class NoDa(tpmtest.TpmTestCase):
         self.et("provision", "--serial", "DEV-ND02")
         self.assertNotIn("no_da", self.attrs())
         # An existing article index is kept as it is even when --no-da is asked for.
-        self.et("provision", "--serial", "DEV-ND02", "--no-da")
+        p = self.et("provision", "--serial", "DEV-ND02", "--no-da")
+        self.assertIn("already exists without TPMA_NV_NO_DA; keeping it", p.err)
         self.assertNotIn("no_da", self.attrs())
 
     def test_provision_no_da(self):

@@ -54,6 +54,14 @@ class FactoryScript(unittest.TestCase):
         self.assertEqual(again.returncode, 0, again.err)
         self.assertEqual(json.loads(again.out), rec)
 
+    def test_no_da_passed_through(self):
+        p = self.provision('--no-da', 'CM4-000124')
+        self.assertEqual(p.returncode, 0, p.err)
+        pub = etfix.run(['tpm2_nvreadpublic', '0x1000000'],
+                        env=dict(self.env, TPM2TOOLS_TCTI=self.tpm.tcti))
+        self.assertEqual(pub.returncode, 0, pub.err)
+        self.assertIn('no_da', pub.out)
+
     def test_other_serial_refused(self):
         self.assertEqual(self.provision('CM4-000001').returncode, 0)
         p = self.provision('--record', self.tmp.join('r.json'), 'CM4-000002')
