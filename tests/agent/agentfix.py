@@ -288,6 +288,23 @@ class Agent:
         return json.loads(buf)
 
 
+def mount_tmpfs(case, tmp, size):
+    """A small tmpfs at tmp/data (mode 0700) to fill /data up; skips the test where mounting
+    is not allowed (not root). Returns the mount point; unmount_tmpfs() undoes it."""
+    mnt = tmp.join("data")
+    os.makedirs(mnt)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", mnt],
+                       capture_output=True)
+    if p.returncode != 0:
+        tmp.cleanup()
+        case.skipTest(f"cannot mount a tmpfs (needs root): {p.stderr.decode().strip()}")
+    return mnt
+
+
+def unmount_tmpfs(mnt):
+    subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+
 def provision(swtpm, serial):
     p = etfix.run([etfix.binary("edgetrust"), "--tcti", swtpm.tcti, "serial", "provision", serial])
     if p.returncode != 0:

@@ -2,7 +2,6 @@
 running, reports the problem (log, status spool_error, dropped counter), and every reading it
 had accepted into the spool reaches the store once the disk and the broker are back."""
 import os
-import subprocess
 import time
 import unittest
 
@@ -16,13 +15,7 @@ SERIAL = "SN-FULL-1"
 class SpoolFull(unittest.TestCase):
     def setUp(self):
         self.tmp = etfix.TempDir()
-        self.mnt = self.tmp.join("data")
-        os.makedirs(self.mnt)
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", self.mnt],
-                           capture_output=True)
-        if p.returncode != 0:
-            self.tmp.cleanup()
-            self.skipTest(f"cannot mount a tmpfs (needs root): {p.stderr.decode().strip()}")
+        self.mnt = agentfix.mount_tmpfs(self, self.tmp, "2m")
         self.tpm = etfix.Swtpm().start()
         self.mq = etfix.Mosquitto(allow_anonymous=True).start()
         self.sim = agentfix.ModbusSim(self.tmp).start()
@@ -37,7 +30,7 @@ class SpoolFull(unittest.TestCase):
         self.sim.stop()
         self.mq.cleanup()
         self.tpm.cleanup()
-        subprocess.run(["umount", "-l", self.mnt], capture_output=True)
+        agentfix.unmount_tmpfs(self.mnt)
         self.tmp.cleanup()
 
     def test_disk_full(self):

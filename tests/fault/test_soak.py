@@ -17,7 +17,6 @@ of every fault are printed for docs/reliability.md.
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 import time
 import unittest
@@ -48,13 +47,7 @@ class Soak(unittest.TestCase):
         self.seed = int(os.environ.get("ET_SOAK_SEED", random.SystemRandom().randrange(1 << 30)))
         self.rng = random.Random(self.seed)
         self.tmp = etfix.TempDir("et-soak-")
-        self.mnt = self.tmp.join("data")
-        os.makedirs(self.mnt)
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", self.mnt],
-                           capture_output=True)
-        if p.returncode != 0:
-            self.tmp.cleanup()
-            self.skipTest(f"cannot mount a tmpfs (needs root): {p.stderr.decode().strip()}")
+        self.mnt = agentfix.mount_tmpfs(self, self.tmp, "8m")
         self.tpm = etfix.Swtpm().start()
         self.mq = etfix.Mosquitto(allow_anonymous=True).start()
         self.sim = agentfix.ModbusSim(self.tmp).start()
@@ -71,7 +64,7 @@ class Soak(unittest.TestCase):
         self.sim.stop()
         self.mq.cleanup()
         self.tpm.cleanup()
-        subprocess.run(["umount", "-l", self.mnt], capture_output=True)
+        agentfix.unmount_tmpfs(self.mnt)
         self.tmp.cleanup()
 
     def fill(self):
