@@ -99,6 +99,21 @@ int cli_positional(const char *cmd, int have, int min, int max)
 	return 0;
 }
 
+int cli_begin(struct cli *cli, const struct cli_args *args, void *userdata, int argc, char **argv,
+	      int *ret_optind)
+{
+	int first, r;
+
+	r = cli_parse(cli, argc, argv, args->own, args->own_short, args->on_opt, userdata, &first);
+	if (r)
+		return r;
+	r = cli_positional(args->cmd, argc - first, args->min, args->max);
+	if (r)
+		return r;
+	*ret_optind = first;
+	return 0;
+}
+
 int cli_error(int err)
 {
 	fprintf(stderr, "edgetrust: %s\n", et_errmsg());

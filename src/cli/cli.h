@@ -54,6 +54,19 @@ int cli_parse(struct cli *cli, int argc, char **argv, const struct option *own,
 /* Checks the number of positional arguments left; prints a usage error. 0 or exit code. */
 int cli_positional(const char *cmd, int have, int min, int max);
 
+/* What a command accepts: its name for messages, its own options (as for cli_parse) and how
+ * many positional arguments (max -1: no limit). */
+struct cli_args {
+	const char *cmd;
+	const struct option *own;
+	const char *own_short;
+	int (*on_opt)(int val, const char *arg, void *userdata);
+	int min, max;
+};
+/* cli_parse() then cli_positional(): every command's first step. 0 or exit code (printed). */
+int cli_begin(struct cli *cli, const struct cli_args *args, void *userdata, int argc, char **argv,
+	      int *ret_optind);
+
 /* Prints "edgetrust: <et_errmsg()>" to stderr and returns the exit code of err. */
 int cli_error(int err);
 /* Prints "edgetrust: <message>" plus a hint to --help, returns CLI_EXIT_USAGE. */

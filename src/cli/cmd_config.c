@@ -166,10 +166,8 @@ static int run(struct cli *cli, int argc, char **argv, const char *op, int min, 
 	const cJSON *ok, *err;
 	int rc, first, i;
 
-	rc = cli_parse(cli, argc, argv, opts, NULL, on_opt, &data_dir, &first);
-	if (rc)
-		return rc;
-	rc = cli_positional(argv[0], argc - first, min, max);
+	const struct cli_args args = {argv[0], opts, NULL, on_opt, min, max};
+	rc = cli_begin(cli, &args, &data_dir, argc, argv, &first);
 	if (rc)
 		return rc;
 	req = cJSON_CreateObject();

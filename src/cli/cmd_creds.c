@@ -98,10 +98,8 @@ int cmd_creds_seal(struct cli *cli, int argc, char **argv)
 	et_secret *pt = NULL;
 	int optind_, ret;
 
-	ret = cli_parse(cli, argc, argv, opts, "", on_creds_opt, &o, &optind_);
-	if (ret)
-		return ret;
-	ret = cli_positional("creds seal", argc - optind_, 0, 0);
+	static const struct cli_args args = {"creds seal", opts, "", on_creds_opt, 0, 0};
+	ret = cli_begin(cli, &args, &o, argc, argv, &optind_);
 	if (ret)
 		return ret;
 	if (!o.pubkey || !o.serial)
@@ -150,10 +148,8 @@ int cmd_creds_open(struct cli *cli, int argc, char **argv)
 	et_secret *pt = NULL;
 	int optind_, ret;
 
-	ret = cli_parse(cli, argc, argv, opts, "", on_creds_opt, &o, &optind_);
-	if (ret)
-		return ret;
-	ret = cli_positional("creds open", argc - optind_, 0, 0);
+	static const struct cli_args args = {"creds open", opts, "", on_creds_opt, 0, 0};
+	ret = cli_begin(cli, &args, &o, argc, argv, &optind_);
 	if (ret)
 		return ret;
 	if (o.raw && o.serial)
@@ -211,10 +207,8 @@ int cmd_creds_inspect(struct cli *cli, int argc, char **argv)
 	size_t blob_len = 0;
 	int optind_, ret;
 
-	ret = cli_parse(cli, argc, argv, opts, "", on_creds_opt, &o, &optind_);
-	if (ret)
-		return ret;
-	ret = cli_positional("creds inspect", argc - optind_, 0, 0);
+	static const struct cli_args args = {"creds inspect", opts, "", on_creds_opt, 0, 0};
+	ret = cli_begin(cli, &args, &o, argc, argv, &optind_);
 	if (ret)
 		return ret;
 	ret = cli_read_in(o.in, ENVELOPE_MAX, &blob, &blob_len);

@@ -44,10 +44,8 @@ int cmd_key_create(struct cli *cli, int argc, char **argv)
 	char fpr[65];
 	int optind_, ret;
 
-	ret = cli_parse(cli, argc, argv, opts, "", on_key_opt, &o, &optind_);
-	if (ret)
-		return ret;
-	ret = cli_positional("key create", argc - optind_, 0, 0);
+	static const struct cli_args args = {"key create", opts, "", on_key_opt, 0, 0};
+	ret = cli_begin(cli, &args, &o, argc, argv, &optind_);
 	if (ret)
 		return ret;
 	ret = cli_open(cli, &ctx);
@@ -89,10 +87,8 @@ int cmd_key_public(struct cli *cli, int argc, char **argv)
 	char fpr[65];
 	int optind_, ret;
 
-	ret = cli_parse(cli, argc, argv, opts, "", on_key_opt, &o, &optind_);
-	if (ret)
-		return ret;
-	ret = cli_positional("key public", argc - optind_, 0, 0);
+	static const struct cli_args args = {"key public", opts, "", on_key_opt, 0, 0};
+	ret = cli_begin(cli, &args, &o, argc, argv, &optind_);
 	if (ret)
 		return ret;
 	ret = cli_open(cli, &ctx);

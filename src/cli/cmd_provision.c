@@ -59,10 +59,8 @@ int cmd_provision(struct cli *cli, int argc, char **argv)
 	et_ctx *ctx = NULL;
 	int r, first;
 
-	r = cli_parse(cli, argc, argv, opts, NULL, on_opt, &o, &first);
-	if (r)
-		return r;
-	r = cli_positional("provision", argc - first, 0, 0);
+	static const struct cli_args args = {"provision", opts, NULL, on_opt, 0, 0};
+	r = cli_begin(cli, &args, &o, argc, argv, &first);
 	if (r)
 		return r;
 	if (!o.serial)

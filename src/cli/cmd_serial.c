@@ -53,10 +53,8 @@ int cmd_serial_provision(struct cli *cli, int argc, char **argv)
 	const char *serial;
 	int r, first;
 
-	r = cli_parse(cli, argc, argv, opts, NULL, on_opt, &o, &first);
-	if (r)
-		return r;
-	r = cli_positional("serial provision", argc - first, 1, 1);
+	static const struct cli_args args = {"serial provision", opts, NULL, on_opt, 1, 1};
+	r = cli_begin(cli, &args, &o, argc, argv, &first);
 	if (r)
 		return r;
 	serial = argv[first];
@@ -99,10 +97,8 @@ int cmd_serial_read(struct cli *cli, int argc, char **argv)
 	char *serial = NULL;
 	int r, first;
 
-	r = cli_parse(cli, argc, argv, index_opts, NULL, on_opt, &o, &first);
-	if (r)
-		return r;
-	r = cli_positional("serial read", argc - first, 0, 0);
+	static const struct cli_args args = {"serial read", index_opts, NULL, on_opt, 0, 0};
+	r = cli_begin(cli, &args, &o, argc, argv, &first);
 	if (r)
 		return r;
 	r = cli_open(cli, &ctx);
@@ -139,10 +135,8 @@ int cmd_serial_clear(struct cli *cli, int argc, char **argv)
 	et_ctx *ctx = NULL;
 	int r, first;
 
-	r = cli_parse(cli, argc, argv, opts, NULL, on_opt, &o, &first);
-	if (r)
-		return r;
-	r = cli_positional("serial clear", argc - first, 0, 0);
+	static const struct cli_args args = {"serial clear", opts, NULL, on_opt, 0, 0};
+	r = cli_begin(cli, &args, &o, argc, argv, &first);
 	if (r)
 		return r;
 	if (o.owner_auth_file) {

@@ -80,10 +80,8 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 	size_t n;
 	int r, first;
 
-	r = cli_parse(cli, argc, argv, opts, NULL, on_opt, &o, &first);
-	if (r)
-		return r;
-	r = cli_positional("status", argc - first, 0, 0);
+	static const struct cli_args args = {"status", opts, NULL, on_opt, 0, 0};
+	r = cli_begin(cli, &args, &o, argc, argv, &first);
 	if (r)
 		return r;
 	r = cli_open(cli, &ctx);
