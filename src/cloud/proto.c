@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Registration request parsing and reply / credential building (docs/protocol.md). */
+/* Registration request parsing, reply / credential building and telemetry acknowledgements
+ * (docs/protocol.md). */
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -204,4 +206,114 @@ int proto_password(char out[33])
 	OPENSSL_cleanse(raw, sizeof(raw));
 	OPENSSL_cleanse(tmp, sizeof(tmp));
 	return 0;
+}
+
+/* ---- telemetry acknowledgements ---------------------------------------------------------- */
+
+struct ack_dev {
+	char serial[65];
+	int64_t *seq;
+	size_t n, cap;
+};
+
+struct proto_acks {
+	struct ack_dev *dev;
+	size_t n, cap;
+	size_t last; /* records of one message share a serial: look there first */
+};
+
+struct proto_acks *proto_acks_new(void)
+{
+	return calloc(1, sizeof(struct proto_acks));
+}
+
+void proto_acks_free(struct proto_acks *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->n; i++)
+		free(a->dev[i].seq);
+	free(a->dev);
+	free(a);
+}
+
+int proto_acks_add(struct proto_acks *a, const char *serial, int64_t seq)
+{
+	struct ack_dev *d = NULL;
+
+	if (a->last < a->n && !strcmp(a->dev[a->last].serial, serial)) {
+		d = &a->dev[a->last];
+	} else {
+		for (size_t i = 0; i < a->n && !d; i++)
+			if (!strcmp(a->dev[i].serial, serial)) {
+				d = &a->dev[i];
+				a->last = i;
+			}
+	}
+	if (!d) {
+		if (a->n == a->cap) {
+			size_t nc = a->cap ? a->cap * 2 : 16;
+			struct ack_dev *nd = realloc(a->dev, nc * sizeof(*nd));
+			if (!nd)
+				return -1;
+			a->dev = nd;
+			a->cap = nc;
+		}
+		d = &a->dev[a->n];
+		memset(d, 0, sizeof(*d));
+		snprintf(d->serial, sizeof(d->serial), "%s", serial);
+		a->last = a->n++;
+	}
+	if (d->n == d->cap) {
+		size_t nc = d->cap ? d->cap * 2 : 128;
+		int64_t *ns = realloc(d->seq, nc * sizeof(*ns));
+		if (!ns)
+			return -1;
+		d->seq = ns;
+		d->cap = nc;
+	}
+	d->seq[d->n++] = seq;
+	return 0;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+	int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* "[lo,hi]" ranges as JSON text; the format is fixed and small, so no cJSON (whose numbers are
+ * doubles) is needed. */
+static void emit_dev(struct ack_dev *d, proto_ack_fn fn, void *ud)
+{
+	/* {"v":1,"serial":"<64>","ranges":[ + ranges of up to 2 * 20 digits + "[,],"] + ]} */
+	size_t cap = 64 + 80 + (size_t)PROTO_ACK_MAX_RANGES * 46;
+	char *buf = malloc(cap);
+	size_t i = 0;
+
+	if (!buf)
+		return;
+	qsort(d->seq, d->n, sizeof(*d->seq), cmp_i64);
+	while (i < d->n) {
+		size_t len = (size_t)snprintf(buf, cap, "{\"v\":1,\"serial\":\"%s\",\"ranges\":[", d->serial);
+		int nr = 0;
+		while (i < d->n && nr < PROTO_ACK_MAX_RANGES) {
+			int64_t lo = d->seq[i], hi = lo;
+			while (i + 1 < d->n && d->seq[i + 1] <= hi + 1)
+				hi = d->seq[++i];
+			i++;
+			len += (size_t)snprintf(buf + len, cap - len, "%s[%" PRId64 ",%" PRId64 "]",
+						nr ? "," : "", lo, hi);
+			nr++;
+		}
+		len += (size_t)snprintf(buf + len, cap - len, "]}");
+		fn(d->serial, buf, len, ud);
+	}
+	free(buf);
+}
+
+void proto_acks_emit(struct proto_acks *a, proto_ack_fn fn, void *ud)
+{
+	for (size_t i = 0; a && i < a->n; i++)
+		emit_dev(&a->dev[i], fn, ud);
 }

@@ -44,4 +44,19 @@ char *proto_b64(const uint8_t *data, size_t len);
 /* Random password of 32 base64url characters (192 bits); writes 33 bytes incl. NUL. */
 int proto_password(char out[33]);
 
+/*
+ * Telemetry acknowledgements (et/v1/<serial>/telemetry/ack, docs/protocol.md): the sequence
+ * numbers of one committed batch, per device, sent as sorted, merged ranges
+ * {"v":1,"serial":"S","ranges":[[lo,hi],...]} of at most PROTO_ACK_MAX_RANGES ranges each.
+ */
+#define PROTO_ACK_MAX_RANGES 1000
+struct proto_acks;
+struct proto_acks *proto_acks_new(void);
+void proto_acks_free(struct proto_acks *a);
+/* Records that seq of serial is stored (new or a duplicate). -1 when out of memory. */
+int proto_acks_add(struct proto_acks *a, const char *serial, int64_t seq);
+/* Calls fn once per ack message (serial and JSON text, valid during the call). */
+typedef void (*proto_ack_fn)(const char *serial, const char *json, size_t len, void *ud);
+void proto_acks_emit(struct proto_acks *a, proto_ack_fn fn, void *ud);
+
 #endif

@@ -628,7 +628,7 @@ static void refuse_now(struct server *s, const char *serial, const char *reason,
 }
 
 static void handle_data(struct server *s, const char *serial, const char *kind,
-			const struct mq_msg *m)
+			const struct mq_msg *m, struct proto_acks *acks)
 {
 	cJSON *root = NULL;
 	char tb[24], ob[24];
@@ -682,6 +682,10 @@ static void handle_data(struct server *s, const char *serial, const char *kind,
 				stored++;
 			else
 				dup++;
+			/* Stored now or before: acknowledged to the device once the batch commits. */
+			if (acks && proto_acks_add(acks, serial, (int64_t)seq->valuedouble) < 0)
+				cl_log(CL_WARNING, "%s: out of memory for the ack of seq %.0f; the device "
+						   "sends it again", serial, seq->valuedouble);
 		}
 		cl_log(CL_DEBUG, "%s: telemetry %ld stored, %ld duplicates", serial, stored, dup);
 	} else if (!strcmp(kind, "status")) {
@@ -709,10 +713,22 @@ out:
 	cJSON_Delete(root);
 }
 
+/* Telemetry acks go out only after the batch's commit (docs/protocol.md, "Delivery end to
+ * end"): retained, so a device that reconnects gets the latest one at once. */
+static void publish_ack(const char *serial, const char *json, size_t len, void *ud)
+{
+	struct server *s = ud;
+	char topic[160];
+
+	snprintf(topic, sizeof(topic), "et/v1/%s/telemetry/ack", serial);
+	mq_publish(s->mq, topic, json, len, 1, true);
+}
+
 static void handle_messages(struct server *s, struct mq_msg *msgs)
 {
 	size_t n = 0, cap = 0;
 	struct item *items = NULL;
+	struct proto_acks *acks = NULL;
 	bool data_tx = false;
 
 	for (struct mq_msg *m = msgs; m; m = m->next) {
@@ -753,11 +769,17 @@ static void handle_messages(struct server *s, struct mq_msg *msgs)
 				}
 				data_tx = true;
 			}
-			handle_data(s, serial, rest, m);
+			if (!acks)
+				acks = proto_acks_new();
+			handle_data(s, serial, rest, m, acks);
 		}
 	}
 	if (data_tx && cdb_commit(s->r->db) != CDB_OK)
-		cl_log(CL_ERR, "database commit of device data failed: %s", cdb_errmsg(s->r->db));
+		cl_log(CL_ERR, "database commit of device data failed: %s; not acknowledged, the "
+			       "devices send it again", cdb_errmsg(s->r->db));
+	else if (data_tx)
+		proto_acks_emit(acks, publish_ack, s);
+	proto_acks_free(acks);
 	if (n)
 		process_items(s, items, n);
 	for (size_t i = 0; i < n; i++)

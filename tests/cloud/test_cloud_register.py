@@ -105,10 +105,15 @@ class RegisterTest(unittest.TestCase):
         self.assertFalse(subscribe_granted(a, "et/v1/#"))
         self.assertFalse(subscribe_granted(a, "#"))
         self.assertTrue(subscribe_granted(a, "et/v1/SN-ISO-A/#"))
+        self.assertTrue(subscribe_granted(a, "et/v1/SN-ISO-A/telemetry/ack"))
+        self.assertFalse(subscribe_granted(a, "et/v1/SN-ISO-B/telemetry/ack"))
         # A's publish to B's topics never arrives; its own telemetry does (positive control)
+        # nor to the cloud's topics of its own: a device cannot forge its own telemetry ack
+        # (which would make it delete readings the cloud never stored)
         for t in ("et/v1/SN-ISO-B/telemetry", "et/v1/SN-ISO-B/settings/desired",
-                  "et/v1/SN-ISO-B/creds", "et/v1/SN-ISO-A/settings/desired"):
-            a.publish(t, json.dumps({"v": 1, "evil": True}), qos=1)
+                  "et/v1/SN-ISO-B/creds", "et/v1/SN-ISO-A/settings/desired",
+                  "et/v1/SN-ISO-A/telemetry/ack", "et/v1/SN-ISO-B/telemetry/ack"):
+            a.publish(t, json.dumps({"v": 1, "evil": True, "ranges": [[1, 1000]]}), qos=1)
         a.publish("et/v1/SN-ISO-A/status", json.dumps({"v": 1, "online": True}), qos=1)
         m = wait_message(spy, "et/v1/SN-ISO-A/status", 10)
         self.assertIsNotNone(m)
@@ -118,6 +123,8 @@ class RegisterTest(unittest.TestCase):
         self.assertEqual(evil, [])
         with b.msg_cond:
             self.assertEqual([m.topic for m in b.messages if b"evil" in m.payload], [])
+        with a.msg_cond:
+            self.assertEqual([m.topic for m in a.messages if b"evil" in m.payload], [])
         # the status reached the registry
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.c.device("SN-ISO-A").get("online") is not True:
@@ -127,9 +134,11 @@ class RegisterTest(unittest.TestCase):
         boot = self.c.bootstrap("SN-ISO-X")
         self.clients.append(boot)
         for t in ("et/v1/SN-ISO-A/telemetry", "et/v1/SN-ISO-A/settings/desired",
-                  "et/v1/SN-ISO-A/status", "et/v1/SN-ISO-A/creds", "et/v1/+/telemetry", "#"):
+                  "et/v1/SN-ISO-A/status", "et/v1/SN-ISO-A/creds", "et/v1/+/telemetry",
+                  "et/v1/SN-ISO-A/telemetry/ack", "et/v1/+/telemetry/ack", "#"):
             self.assertFalse(subscribe_granted(boot, t), t)
         boot.publish("et/v1/SN-ISO-A/settings/desired", json.dumps({"v": 1, "evil": 2}), qos=1)
+        boot.publish("et/v1/SN-ISO-A/telemetry/ack", json.dumps({"v": 1, "evil": 2}), qos=1)
         time.sleep(0.5)
         with spy.msg_cond:
             self.assertEqual([m.topic for m in spy.messages if b"evil" in m.payload], [])
@@ -252,6 +261,8 @@ class RegisterTest(unittest.TestCase):
                  "unit": "degC", "q": "ok"} for i in range(1, 6)]
         recs.append({"seq": 6, "ts": now + 6, "device": "plc1", "point": "temp", "value": None,
                      "q": "timeout"})
+        # the cloud acknowledges what it stored, duplicates included (docs/protocol.md)
+        self.assertTrue(subscribe_granted(cl, "et/v1/SN-TEL/telemetry/ack"))
         # at-least-once: everything sent twice, overlapping
         for batch in (recs[:4], recs, recs[2:]):
             cl.publish("et/v1/SN-TEL/telemetry", json.dumps({"v": 1, "records": batch}), qos=1)
@@ -268,6 +279,24 @@ class RegisterTest(unittest.TestCase):
         self.assertEqual(rows[0]["value"], 21.0)
         self.assertIsNone(rows[5]["value"])
         self.assertEqual(rows[5]["q"], "timeout")
+        acked = set()
+        while acked != set(range(1, 7)):
+            m = wait_message(cl, "et/v1/SN-TEL/telemetry/ack", 10)
+            self.assertIsNotNone(m, f"acknowledged so far: {sorted(acked)}")
+            body = json.loads(m.payload)
+            self.assertEqual((body["v"], body["serial"]), (1, "SN-TEL"))
+            for lo, hi in body["ranges"]:
+                self.assertLessEqual(lo, hi)
+                acked |= set(range(lo, hi + 1))
+            self.assertLessEqual(acked, set(range(1, 7)))
+        # retained: whoever subscribes later (a reconnecting device) gets the latest ack at once
+        with open(self.c.cloud_password_file) as f:
+            late = mqtt_connect(self.c.broker_port, "edgetrust-cloud", f.read().strip(), "late")
+        self.clients.append(late)
+        self.assertTrue(subscribe_granted(late, "et/v1/SN-TEL/telemetry/ack"))
+        m = wait_message(late, "et/v1/SN-TEL/telemetry/ack", 10)
+        self.assertIsNotNone(m)
+        self.assertTrue(m.retain)
         # desired settings: published retained for the device
         self.assertTrue(subscribe_granted(cl, "et/v1/SN-TEL/settings/desired"))
         self.assertEqual(self.c.cli("settings", "set", "SN-TEL", "poll_ms=500").returncode, 0)

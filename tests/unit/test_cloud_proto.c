@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* edgetrust-cloud payload parsing (src/cloud/proto.c): topics, registration requests of every
- * bad shape, passwords and credentials. */
+ * bad shape, passwords and credentials, telemetry acknowledgements. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,6 +196,56 @@ static void test_password_and_credentials(void **state)
 	free(r);
 }
 
+struct acks_seen {
+	char text[4][256];
+	int n;
+	size_t longest;
+};
+
+static void collect_ack(const char *serial, const char *json, size_t len, void *ud)
+{
+	struct acks_seen *a = ud;
+	(void)serial;
+	assert_int_equal(strlen(json), len);
+	if (len > a->longest)
+		a->longest = len;
+	if (a->n < 4)
+		snprintf(a->text[a->n], sizeof(a->text[0]), "%s", json);
+	a->n++;
+}
+
+static void test_acks(void **state)
+{
+	struct acks_seen seen = { 0 };
+	struct proto_acks *a = proto_acks_new();
+	static const int64_t b[] = { 7, 5, 6, 6, 1, 2, 9, 3, 9000000000000000000 };
+	(void)state;
+	assert_non_null(a);
+	/* nothing added: no message */
+	proto_acks_emit(a, collect_ack, &seen);
+	assert_int_equal(seen.n, 0);
+	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
+		assert_int_equal(proto_acks_add(a, "SN1", b[i]), 0);
+	assert_int_equal(proto_acks_add(a, "SN2", 42), 0);
+	proto_acks_emit(a, collect_ack, &seen);
+	assert_int_equal(seen.n, 2);
+	/* sorted, duplicates merged, adjacent numbers joined */
+	assert_string_equal(seen.text[0], "{\"v\":1,\"serial\":\"SN1\",\"ranges\":[[1,3],[5,7],[9,9],"
+					  "[9000000000000000000,9000000000000000000]]}");
+	assert_string_equal(seen.text[1], "{\"v\":1,\"serial\":\"SN2\",\"ranges\":[[42,42]]}");
+	proto_acks_free(a);
+	/* many gaps: split into messages of PROTO_ACK_MAX_RANGES ranges, each under the limit */
+	memset(&seen, 0, sizeof(seen));
+	a = proto_acks_new();
+	for (int64_t s = 0; s < 2 * PROTO_ACK_MAX_RANGES + 1; s++)
+		assert_int_equal(proto_acks_add(a, "SN1", 9000000000000000000 - 2 * s), 0);
+	proto_acks_emit(a, collect_ack, &seen);
+	assert_int_equal(seen.n, 3);
+	assert_true(seen.longest < PROTO_MAX_PAYLOAD);
+	proto_acks_free(a);
+	proto_acks_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +253,7 @@ int main(void)
 		cmocka_unit_test(test_register_ok),
 		cmocka_unit_test(test_register_bad),
 		cmocka_unit_test(test_password_and_credentials),
+		cmocka_unit_test(test_acks),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
