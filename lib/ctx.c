@@ -95,8 +95,12 @@ int et_ctx_new(const char *tcti, et_ctx **ret)
 		*colon = '\0';
 		conf = colon + 1;
 	}
+	ctx->cmd_ms = ET_TPM_TIMEOUT_DEFAULT_MS;
+	ctx->keygen_ms = ET_TPM_KEYGEN_TIMEOUT_DEFAULT_MS;
 	ctx->tcti_conf = strdup(chosen);
-	if (!ctx->tcti_conf) {
+	ctx->tcti_name = strdup(name);
+	ctx->tcti_arg = conf ? strdup(conf) : NULL;
+	if (!ctx->tcti_conf || !ctx->tcti_name || (conf && !ctx->tcti_arg)) {
 		r = et_fail(ET_E_NOMEM, "out of memory opening the TPM");
 		goto out;
 	}
@@ -144,12 +148,36 @@ void et_ctx_free(et_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	et_tpm_rescue_close(ctx);
+	/* Neither sends a TPM command, whatever state an abandoned exchange left them in. */
 	if (ctx->esys)
 		Esys_Finalize(&ctx->esys);
 	if (ctx->tcti)
 		Tss2_TctiLdr_Finalize(&ctx->tcti);
 	free(ctx->tcti_conf);
+	free(ctx->tcti_name);
+	free(ctx->tcti_arg);
 	free(ctx);
+}
+
+int et_ctx_set_timeouts(et_ctx *ctx, uint32_t cmd_ms, uint32_t keygen_ms)
+{
+	et_clear_error();
+	if (!ctx)
+		return et_fail(ET_E_INVALID, "et_ctx_set_timeouts: NULL context");
+	if (!cmd_ms)
+		cmd_ms = ET_TPM_TIMEOUT_DEFAULT_MS;
+	if (!keygen_ms)
+		keygen_ms = ET_TPM_KEYGEN_TIMEOUT_DEFAULT_MS;
+	if (cmd_ms < ET_TPM_TIMEOUT_MIN_MS || cmd_ms > ET_TPM_TIMEOUT_MAX_MS ||
+	    keygen_ms < ET_TPM_TIMEOUT_MIN_MS || keygen_ms > ET_TPM_TIMEOUT_MAX_MS)
+		return et_fail(ET_E_INVALID,
+			       "TPM command deadlines of %u ms and %u ms (key generation): each must "
+			       "be %u..%u ms",
+			       cmd_ms, keygen_ms, ET_TPM_TIMEOUT_MIN_MS, ET_TPM_TIMEOUT_MAX_MS);
+	ctx->cmd_ms = cmd_ms;
+	ctx->keygen_ms = keygen_ms;
+	return 0;
 }
 
 const char *et_ctx_tcti(const et_ctx *ctx)
@@ -162,19 +190,107 @@ ESYS_CONTEXT *et_ctx_esys(et_ctx *ctx)
 	return ctx ? ctx->esys : NULL;
 }
 
+/*
+ * Whether the TPM behind this TCTI flushes a connection's sessions and transient objects when
+ * it closes: the kernel's resource manager (/dev/tpmrm*) and tpm2-abrmd do; a raw TPM or a
+ * simulator socket keeps them until flushed (3 transient slots on a raw TPM).
+ */
+static bool tcti_has_resource_manager(const et_ctx *ctx)
+{
+	if (strcmp(ctx->tcti_name, "tabrmd") == 0)
+		return true;
+	return strcmp(ctx->tcti_name, "device") == 0 && ctx->tcti_arg &&
+	       strstr(ctx->tcti_arg, "tpmrm");
+}
+
+void et_tpm_rescue_close(et_ctx *ctx)
+{
+	if (ctx->rescue_esys)
+		Esys_Finalize(&ctx->rescue_esys);
+	if (ctx->rescue_tcti)
+		Tss2_TctiLdr_Finalize(&ctx->rescue_tcti);
+	ctx->rescue_esys = NULL;
+	ctx->rescue_tcti = NULL;
+}
+
+/*
+ * Flushes tpm_handle over a second connection: the first one is mid-command after a deadline
+ * or a broken link and never sends again. Opened on first use, given up for good when it
+ * fails (a TPM that is really hung would cost one more deadline per handle otherwise).
+ */
+static void rescue_flush(et_ctx *ctx, TPM2_HANDLE tpm_handle)
+{
+	ESYS_TR tr = ESYS_TR_NONE;
+	TSS2_RC rc;
+
+	if (tcti_has_resource_manager(ctx)) {
+		et_log(ET_LOG_DEBUG, "TPM handle 0x%08x is flushed by the resource manager when the "
+		       "connection closes", tpm_handle);
+		return;
+	}
+	if (!ctx->rescue_esys && !ctx->rescue_failed) {
+		rc = Tss2_TctiLdr_Initialize_Ex(ctx->tcti_name, ctx->tcti_arg, &ctx->rescue_tcti);
+		if (rc == TSS2_RC_SUCCESS)
+			rc = Esys_Initialize(&ctx->rescue_esys, ctx->rescue_tcti, NULL);
+		if (rc != TSS2_RC_SUCCESS) {
+			ctx->rescue_esys = NULL;
+			et_tpm_rescue_close(ctx);
+			ctx->rescue_failed = true;
+		}
+	}
+	if (ctx->rescue_failed) {
+		et_log(ET_LOG_WARNING, "TPM handle 0x%08x may be left loaded in the TPM: the "
+		       "connection that would flush it failed; on a TPM without resource manager "
+		       "flush it with `tpm2_flushcontext 0x%08x`", tpm_handle, tpm_handle);
+		return;
+	}
+	ctx->rescuing = true;
+	rc = et_esys_tr_from_tpm_public(ctx, tpm_handle, &tr);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = et_esys_flush_context(ctx, tr);
+	ctx->rescuing = false;
+	if (rc == TSS2_RC_SUCCESS) {
+		et_log(ET_LOG_DEBUG, "flushed TPM handle 0x%08x over a second connection",
+		       tpm_handle);
+		return;
+	}
+	/* HANDLE: the TPM ended it itself (it ran the command whose answer we did not wait for). */
+	if (tr != ESYS_TR_NONE)
+		(void)Esys_TR_Close(ctx->rescue_esys, &tr);
+	et_log(ctx->rescue_failed ? ET_LOG_WARNING : ET_LOG_DEBUG,
+	       "could not flush TPM handle 0x%08x over a second connection: %s (0x%x)", tpm_handle,
+	       (rc & TSS2_RC_LAYER_MASK) == ET_TSS2_RC_LAYER ? "no answer" : Tss2_RC_Decode(rc),
+	       rc);
+}
+
 void et_tpm_flush(et_ctx *ctx, ESYS_TR *handle)
 {
+	TPM2_HANDLE tpm_handle = 0;
 	TSS2_RC rc;
 
 	if (!ctx || !handle || *handle == ESYS_TR_NONE)
 		return;
-	rc = Esys_FlushContext(ctx->esys, *handle);
-	if (rc != TSS2_RC_SUCCESS) {
-		/* The handle is useless either way; forget it so a later free does not touch it. */
-		et_log(ET_LOG_WARNING, "could not flush a TPM session or object: %s (0x%x)",
-		       Tss2_RC_Decode(rc), rc);
-		(void)Esys_TR_Close(ctx->esys, handle);
+	if (!ctx->broken_err) {
+		rc = et_esys_flush_context(ctx, *handle);
+		if (rc == TSS2_RC_SUCCESS) {
+			*handle = ESYS_TR_NONE;
+			return;
+		}
+		if (!ctx->broken_err) {
+			/* The handle is useless either way; forget it so a later free does not
+			 * touch it. */
+			et_log(ET_LOG_WARNING, "could not flush a TPM session or object: %s (0x%x)",
+			       Tss2_RC_Decode(rc), rc);
+			(void)Esys_TR_Close(ctx->esys, handle);
+			*handle = ESYS_TR_NONE;
+			return;
+		}
 	}
+	/* This connection is mid-command: flush over a second one (ESAPI still knows the
+	 * TPM handle behind the ESYS_TR; asking costs no command). */
+	if (Esys_TR_GetTpmHandle(ctx->esys, *handle, &tpm_handle) == TSS2_RC_SUCCESS)
+		rescue_flush(ctx, tpm_handle);
+	(void)Esys_TR_Close(ctx->esys, handle);
 	*handle = ESYS_TR_NONE;
 }
 
@@ -197,9 +313,8 @@ int et_tpm_fail_ctx(et_ctx *ctx, TSS2_RC rc, TPM2_HANDLE handle, const char *wha
 	if (err != ET_E_TPM_LOCKOUT || !ctx)
 		return err;
 	snprintf(msg, sizeof(msg), "%s", et_errmsg());
-	if (Esys_GetCapability(ctx->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-			       TPM2_CAP_TPM_PROPERTIES, TPM2_PT_LOCKOUT_COUNTER, 3, &more,
-			       &cap) != TSS2_RC_SUCCESS)
+	if (et_esys_get_capability(ctx, TPM2_CAP_TPM_PROPERTIES, TPM2_PT_LOCKOUT_COUNTER, 3, &more,
+				   &cap) != TSS2_RC_SUCCESS)
 		return err;
 	for (UINT32 i = 0; i < cap->data.tpmProperties.count; i++) {
 		UINT32 v = cap->data.tpmProperties.tpmProperty[i].value;
@@ -236,8 +351,7 @@ int et_tpm_tr_from_handle(et_ctx *ctx, TPM2_HANDLE handle, ESYS_TR *ret)
 
 	if (!ctx || !ret)
 		return et_fail(ET_E_INVALID, "et_tpm_tr_from_handle: NULL argument");
-	rc = Esys_TR_FromTPMPublic(ctx->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				   &tr);
+	rc = et_esys_tr_from_tpm_public(ctx, handle, &tr);
 	if (rc != TSS2_RC_SUCCESS) {
 		snprintf(what, sizeof(what), "reading the public area of handle 0x%08x", handle);
 		return et_tpm_fail_handle(rc, handle, what);

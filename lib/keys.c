@@ -162,7 +162,7 @@ int et_tpm_tr_public(et_ctx *ctx, ESYS_TR tr, TPM2B_PUBLIC *ret)
 	if (public_from_metadata(esys, tr, ret))
 		return 0;
 	et_log(ET_LOG_DEBUG, "ESAPI object metadata not usable; reading the public area again");
-	rc = Esys_ReadPublic(esys, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL, NULL);
+	rc = et_esys_read_public(ctx, tr, &pub);
 	if (rc != TSS2_RC_SUCCESS)
 		return et_tpm_fail(rc, "reading a key's public area");
 	*ret = *pub;
@@ -176,8 +176,7 @@ int et_tpm_probe_handle(et_ctx *ctx, TPM2_HANDLE handle, ESYS_TR *ret)
 	char what[96];
 	TSS2_RC rc;
 
-	rc = Esys_TR_FromTPMPublic(et_ctx_esys(ctx), handle, ESYS_TR_NONE, ESYS_TR_NONE,
-				   ESYS_TR_NONE, &tr);
+	rc = et_esys_tr_from_tpm_public(ctx, handle, &tr);
 	if (rc == TSS2_RC_SUCCESS) {
 		*ret = tr;
 		return 0;
@@ -344,16 +343,14 @@ int et_srk_ensure_tr(et_ctx *ctx, TPM2_HANDLE srk_handle, const uint8_t *owner_a
 	/* Not there: derive it from the owner seed (deterministic) and persist it. A power cut
 	 * before EvictControl loses only the transient copy; the rerun derives the same key. */
 	set_owner_auth(esys, owner_auth, owner_auth_len);
-	rc = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-				ESYS_TR_NONE, &in_sensitive, &srk_template, &outside_info,
-				&creation_pcr, &transient, NULL, NULL, NULL, NULL);
+	rc = et_esys_create_primary(ctx, ESYS_TR_RH_OWNER, &in_sensitive, &srk_template,
+				    &outside_info, &creation_pcr, &transient);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = et_tpm_fail(rc, "creating the storage root key (ECC P-256) under the owner "
 				    "hierarchy");
 		goto out;
 	}
-	rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, transient, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-			       ESYS_TR_NONE, srk_handle, &tr);
+	rc = et_esys_evict_control(ctx, ESYS_TR_RH_OWNER, transient, srk_handle, &tr);
 	if (rc != TSS2_RC_SUCCESS) {
 		tr = ESYS_TR_NONE;
 		snprintf(what, sizeof(what), "persisting the storage root key at 0x%08x",
@@ -425,23 +422,20 @@ int et_key_create_auth(et_ctx *ctx, TPM2_HANDLE key_handle, const uint8_t *owner
 		goto out;
 	/* A power cut between Create and EvictControl leaves nothing behind (the blob is only in
 	 * our memory, the loaded copy is transient): the rerun simply creates a new key. */
-	rc = Esys_Create(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &in_sensitive,
-			 &device_key_template, &outside_info, &creation_pcr, &out_private,
-			 &out_public, NULL, NULL, NULL);
+	rc = et_esys_create(ctx, srk, &in_sensitive, &device_key_template, &outside_info,
+			    &creation_pcr, &out_private, &out_public);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = et_tpm_fail(rc, "creating the RSA-2048 device key under the storage root key");
 		goto out;
 	}
-	rc = Esys_Load(esys, srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, out_private,
-		       out_public, &transient);
+	rc = et_esys_load(ctx, srk, out_private, out_public, &transient);
 	if (rc != TSS2_RC_SUCCESS) {
 		transient = ESYS_TR_NONE;
 		r = et_tpm_fail(rc, "loading the new device key");
 		goto out;
 	}
 	set_owner_auth(esys, owner_auth, owner_auth_len);
-	rc = Esys_EvictControl(esys, ESYS_TR_RH_OWNER, transient, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-			       ESYS_TR_NONE, key_handle, &tr);
+	rc = et_esys_evict_control(ctx, ESYS_TR_RH_OWNER, transient, key_handle, &tr);
 	if (rc != TSS2_RC_SUCCESS) {
 		tr = ESYS_TR_NONE;
 		snprintf(what, sizeof(what), "persisting the device key at 0x%08x", key_handle);

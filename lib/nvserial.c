@@ -142,8 +142,7 @@ static TSS2_RC nv_open(et_ctx *ctx, uint32_t nv_index, ESYS_TR *ret_nv, TPMS_NV_
 	ESYS_TR nv = ESYS_TR_NONE;
 	TSS2_RC rc;
 
-	rc = Esys_TR_FromTPMPublic(ctx->esys, nv_index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				   &nv);
+	rc = et_esys_tr_from_tpm_public(ctx, nv_index, &nv);
 	if (rc != TSS2_RC_SUCCESS)
 		return rc;
 	rc = tr_nv_public(ctx, nv, nv_index, ret_pub);
@@ -221,8 +220,7 @@ static TSS2_RC nv_read(et_ctx *ctx, ESYS_TR auth, ESYS_TR nv, UINT16 size,
 	TPM2B_MAX_NV_BUFFER *data = NULL;
 	TSS2_RC rc;
 
-	rc = Esys_NV_Read(ctx->esys, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, size, 0,
-			  &data);
+	rc = et_esys_nv_read(ctx, auth, nv, ESYS_TR_PASSWORD, size, 0, &data);
 	if (rc == TSS2_RC_SUCCESS)
 		*ret = *data;
 	if (data)
@@ -366,22 +364,19 @@ static int write_serial(et_ctx *ctx, uint32_t nv_index, ESYS_TR nv, const char *
 	int r;
 
 	memcpy(data.buffer, serial, len);
-	rc = Esys_StartAuthSession(ctx->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				   ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &sym,
-				   TPM2_ALG_SHA256, &session);
+	rc = et_esys_start_auth_session(ctx, ESYS_TR_NONE, TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256,
+					&session);
 	if (rc != TSS2_RC_SUCCESS) {
 		session = ESYS_TR_NONE;
 		r = et_tpm_fail(rc, "starting the policy session for the serial write");
 		goto out;
 	}
-	rc = Esys_PolicyCommandCode(ctx->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				    TPM2_CC_NV_Write);
+	rc = et_esys_policy_command_code(ctx, session, TPM2_CC_NV_Write);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = et_tpm_fail(rc, "PolicyCommandCode(NV_Write) for the serial write");
 		goto out;
 	}
-	rc = Esys_PolicyNvWritten(ctx->esys, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				  TPM2_NO);
+	rc = et_esys_policy_nv_written(ctx, session, TPM2_NO);
 	if (rc != TSS2_RC_SUCCESS) {
 		r = et_tpm_fail(rc, "PolicyNvWritten(NO) for the serial write");
 		goto out;
@@ -392,7 +387,7 @@ static int write_serial(et_ctx *ctx, uint32_t nv_index, ESYS_TR nv, const char *
 		r = et_tpm_fail(rc, "setting the policy session's attributes");
 		goto out;
 	}
-	rc = Esys_NV_Write(ctx->esys, nv, nv, session, ESYS_TR_NONE, ESYS_TR_NONE, &data, 0);
+	rc = et_esys_nv_write(ctx, nv, nv, session, &data, 0);
 	if (rc != TSS2_RC_SUCCESS) {
 		snprintf(what, sizeof(what), "writing the serial to NV index 0x%08x", nv_index);
 		r = et_tpm_fail_handle(rc, nv_index, what);
@@ -453,8 +448,7 @@ int et_serial_provision_flags(et_ctx *ctx, uint32_t nv_index, const char *serial
 	def.nvPublic.authPolicy.size = sizeof(write_once_policy);
 	memcpy(def.nvPublic.authPolicy.buffer, write_once_policy, sizeof(write_once_policy));
 	def.nvPublic.dataSize = (UINT16)(len > SERIAL_MIN_SIZE ? len : SERIAL_MIN_SIZE);
-	define_rc = Esys_NV_DefineSpace(ctx->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-					ESYS_TR_NONE, &empty, &def, &nv);
+	define_rc = et_esys_nv_define_space(ctx, ESYS_TR_RH_OWNER, &empty, &def, &nv);
 	if (define_rc == TSS2_RC_SUCCESS) {
 		et_log(ET_LOG_INFO, "defined NV index 0x%08x (%u bytes, write-once policy%s)",
 		       nv_index, def.nvPublic.dataSize,
@@ -580,8 +574,7 @@ int et_serial_clear(et_ctx *ctx, uint32_t nv_index, const uint8_t *owner_auth,
 		r = et_tpm_fail(rc, "setting the owner password for the NV undefine");
 		goto out;
 	}
-	rc = Esys_NV_UndefineSpace(ctx->esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-				   ESYS_TR_NONE);
+	rc = et_esys_nv_undefine_space(ctx, ESYS_TR_RH_OWNER, nv);
 	if (rc == TSS2_RC_SUCCESS)
 		nv = ESYS_TR_NONE; /* ESAPI dropped the TR with the index */
 	if (rc != TSS2_RC_SUCCESS) {

@@ -20,8 +20,7 @@ static int get_cap(et_ctx *ctx, TPM2_CAP cap, UINT32 prop, UINT32 count,
 	TPMI_YES_NO more = TPM2_NO;
 	TSS2_RC rc;
 
-	rc = Esys_GetCapability(ctx->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, cap, prop,
-				count, &more, ret);
+	rc = et_esys_get_capability(ctx, cap, prop, count, &more, ret);
 	if (rc != TSS2_RC_SUCCESS)
 		return et_tpm_fail(rc, "reading the TPM's capabilities");
 	return 0;

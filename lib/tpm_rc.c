@@ -3,6 +3,7 @@
  * The one place where a TSS2_RC becomes an edgetrust error: the class (ET_E_*) and a message
  * that keeps tpm2-tss' decoded text and the hex code, and says why it happens and what to do.
  */
+#include <stdarg.h>
 #include <stdio.h>
 
 #include <tss2/tss2_rc.h>
@@ -175,9 +176,37 @@ static struct rc_text classify(TSS2_RC rc, TPM2_HANDLE handle)
 	return (struct rc_text){ET_E_TPM, "the TPM refused the command"};
 }
 
+static _Thread_local char deadline_detail[512];
+static _Thread_local int deadline_err = ET_E_TIMEOUT;
+
+void et_tpm_note_deadline(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	deadline_err = err;
+	va_start(ap, fmt);
+	vsnprintf(deadline_detail, sizeof(deadline_detail), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * The deadline layer's own codes (lib/tpm_cmd.c): the cause and remedy are in its detail,
+ * which names the command, the TCTI and the deadline.
+ */
+static int fail_deadline(TSS2_RC rc, const char *what_failed)
+{
+	(void)rc;
+	return et_fail(deadline_err, "%s failed: %s", what_failed ? what_failed : "TPM command",
+		       *deadline_detail ? deadline_detail : "the TPM did not answer in time");
+}
+
 int et_tpm_fail_handle(TSS2_RC rc, TPM2_HANDLE handle, const char *what_failed)
 {
-	struct rc_text t = classify(rc, handle);
+	struct rc_text t;
+
+	if ((rc & TSS2_RC_LAYER_MASK) == ET_TSS2_RC_LAYER)
+		return fail_deadline(rc, what_failed);
+	t = classify(rc, handle);
 
 	return et_fail(t.err, "%s failed: %s [%s, 0x%x]", what_failed ? what_failed : "TPM command",
 		       t.cause, Tss2_RC_Decode(rc), rc);

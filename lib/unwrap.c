@@ -86,9 +86,7 @@ static int tpm_decrypt(et_ctx *ctx, ESYS_TR key_tr, const TPMT_RSA_DECRYPT *sche
 	}
 	cipher.size = (UINT16)ct_len;
 	memcpy(cipher.buffer, ct, ct_len);
-	rc = Esys_StartAuthSession(esys, key_tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-				   ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256,
-				   &session);
+	rc = et_esys_start_auth_session(ctx, key_tr, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, &session);
 	if (rc != TSS2_RC_SUCCESS) {
 		session = ESYS_TR_NONE;
 		r = et_tpm_fail(rc, "starting a session salted with the device key");
@@ -101,8 +99,7 @@ static int tpm_decrypt(et_ctx *ctx, ESYS_TR key_tr, const TPMT_RSA_DECRYPT *sche
 		r = et_tpm_fail(rc, "setting session attributes");
 		goto out;
 	}
-	rc = Esys_RSA_Decrypt(esys, key_tr, session, ESYS_TR_NONE, ESYS_TR_NONE, &cipher, scheme,
-			      &label, &msg);
+	rc = et_esys_rsa_decrypt(ctx, key_tr, session, &cipher, scheme, &label, &msg);
 	if (rc != TSS2_RC_SUCCESS) {
 		/* The TPM keeps a session when the command fails: flush it (below). */
 		if (block_refused(rc))

@@ -107,6 +107,31 @@ ET_EXPORT void et_ctx_free(et_ctx *ctx);
 /* The TCTI configuration string actually used. */
 ET_EXPORT const char *et_ctx_tcti(const et_ctx *ctx);
 
+/*
+ * Deadlines of TPM commands. Every command the library sends must be answered within its
+ * deadline, ESAPI's resends after TPM_RC_RETRY/TESTING/YIELDED included; otherwise the call
+ * fails with ET_E_TIMEOUT. The TPM may still be working on that command, so the et_ctx never
+ * sends another one: every later call on it fails with ET_E_TIMEOUT too (the same holds after
+ * the connection broke mid-command: ET_E_TPM_UNREACHABLE). What the failed call had loaded in
+ * a TPM without resource manager is flushed over a second connection, when that answers.
+ * Close the et_ctx and open a new one. The wait relies on the TCTI honouring tpm2-tss' receive
+ * timeout: device, mssim and tabrmd do; tpm2-tss 3.2.1's swtpm TCTI does not.
+ *
+ * Key generation (CreatePrimary, Create): 120 s by default. RSA-2048 generation searches for
+ * primes, so its time has a long tail; the reference article measured ~35 s for an RSA primary
+ * on an SLB9670 (docs/design.md). Every other command: 10 s by default, five times the Linux
+ * TPM driver's 2 s "long" command duration, so that a boot with a hung TPM fails in seconds.
+ */
+#define ET_TPM_TIMEOUT_DEFAULT_MS 10000u
+#define ET_TPM_KEYGEN_TIMEOUT_DEFAULT_MS 120000u
+#define ET_TPM_TIMEOUT_MIN_MS 10u
+#define ET_TPM_TIMEOUT_MAX_MS 3600000u
+/*
+ * Sets both deadlines in milliseconds (ET_TPM_TIMEOUT_MIN_MS..ET_TPM_TIMEOUT_MAX_MS; 0 = the
+ * default). They apply to the commands sent after the call. ET_E_INVALID out of range.
+ */
+ET_EXPORT int et_ctx_set_timeouts(et_ctx *ctx, uint32_t cmd_ms, uint32_t keygen_ms);
+
 /* ---- Serial number in NV (write-once policy of the reference article) ---------------------- */
 /*
  * Defines the index if absent (size = max(len, 20), ownerread|authread|policywrite, the
