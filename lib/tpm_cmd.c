@@ -144,7 +144,7 @@ static bool xfer_more(struct xfer *x, TSS2_RC *rc)
 			 "the TPM (TCTI '%s') did not answer %s within %u ms: it may be hung, or the "
 			 "simulator stopped. Check the TPM (on a device `dmesg | grep -i tpm`; for "
 			 "swtpm or mssim that the simulator runs), then run the command again. If the "
-			 "TPM is only slow, give it longer with --tpm-timeout%s MS "
+			 "TPM is only slow, give it longer with --tpm%s-timeout MS "
 			 "(edgetrustd: tpm_%stimeout_ms)",
 			 x->ctx->tcti_conf, x->cmd, x->limit_ms, x->keygen ? "-keygen" : "",
 			 x->keygen ? "keygen_" : "");

@@ -17,6 +17,8 @@ static const struct option common_opts[] = {
 	{"json", no_argument, NULL, CLI_OPT_JSON},
 	{"help", no_argument, NULL, CLI_OPT_HELP},
 	{"verbose", no_argument, NULL, CLI_OPT_VERBOSE},
+	{"tpm-timeout", required_argument, NULL, CLI_OPT_TPM_TIMEOUT},
+	{"tpm-keygen-timeout", required_argument, NULL, CLI_OPT_TPM_KEYGEN_TIMEOUT},
 };
 #define N_COMMON (sizeof(common_opts) / sizeof(common_opts[0]))
 
@@ -65,6 +67,12 @@ int cli_parse(struct cli *cli, int argc, char **argv, const struct option *own,
 		case 'v':
 		case CLI_OPT_VERBOSE:
 			cli->verbose++;
+			break;
+		case CLI_OPT_TPM_TIMEOUT:
+			cli->tpm_timeout = optarg;
+			break;
+		case CLI_OPT_TPM_KEYGEN_TIMEOUT:
+			cli->tpm_keygen_timeout = optarg;
 			break;
 		case CLI_OPT_HELP:
 			/* main answers --help before running a command; never reached. */
@@ -120,15 +128,60 @@ int cli_error(int err)
 	return cli_exit_code(err);
 }
 
+/*
+ * A TPM command deadline from the option, else from the environment variable, else 0 (the
+ * library's default). 0 or exit code (printed).
+ */
+static int timeout_from(const char *opt, const char *optval, const char *env, uint32_t *ret)
+{
+	const char *v = optval;
+	const char *from = opt;
+	uint32_t ms;
+
+	if (!v) {
+		v = getenv(env);
+		from = env;
+		if (!v || !*v) {
+			*ret = 0;
+			return 0;
+		}
+	}
+	if (cli_parse_u32(v, &ms) < 0 || ms < ET_TPM_TIMEOUT_MIN_MS || ms > ET_TPM_TIMEOUT_MAX_MS) {
+		fprintf(stderr,
+			"edgetrust: %s '%s' is not a TPM command deadline: give milliseconds from %u "
+			"to %u\n",
+			from, v, ET_TPM_TIMEOUT_MIN_MS, ET_TPM_TIMEOUT_MAX_MS);
+		return optval ? CLI_EXIT_USAGE : CLI_EXIT_INVALID;
+	}
+	*ret = ms;
+	return 0;
+}
+
 int cli_open(struct cli *cli, et_ctx **ret)
 {
+	uint32_t cmd_ms = 0, keygen_ms = 0;
+	et_ctx *ctx = NULL;
 	int r;
 
+	r = timeout_from("--tpm-timeout", cli->tpm_timeout, "EDGETRUST_TPM_TIMEOUT_MS", &cmd_ms);
+	if (r)
+		return r;
+	r = timeout_from("--tpm-keygen-timeout", cli->tpm_keygen_timeout,
+			 "EDGETRUST_TPM_KEYGEN_TIMEOUT_MS", &keygen_ms);
+	if (r)
+		return r;
 	/* tpm2-tss prints its own ERROR lines to stderr; our message already says it all. */
 	if (cli->verbose < 3 && !getenv("TSS2_LOG"))
 		setenv("TSS2_LOG", "all+NONE", 1);
-	r = et_ctx_new(cli->tcti, ret);
-	return r < 0 ? cli_error(r) : 0;
+	r = et_ctx_new(cli->tcti, &ctx);
+	if (r == 0)
+		r = et_ctx_set_timeouts(ctx, cmd_ms, keygen_ms);
+	if (r < 0) {
+		et_ctx_free(ctx);
+		return cli_error(r);
+	}
+	*ret = ctx;
+	return 0;
 }
 
 int cli_parse_u32(const char *s, uint32_t *ret)

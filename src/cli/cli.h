@@ -23,6 +23,10 @@ struct cli {
 	const char *tcti; /* --tcti, NULL: EDGETRUST_TCTI, TPM2TOOLS_TCTI, device:/dev/tpmrm0 */
 	bool json;        /* --json: machine-readable output on stdout */
 	int verbose;      /* -v count: 0 warnings, 1 info, 2 debug, 3 also tpm2-tss' own log */
+	/* --tpm-timeout, --tpm-keygen-timeout (ms); NULL: $EDGETRUST_TPM_TIMEOUT_MS,
+	 * $EDGETRUST_TPM_KEYGEN_TIMEOUT_MS, else the library's defaults */
+	const char *tpm_timeout;
+	const char *tpm_keygen_timeout;
 };
 
 struct cli_command {
@@ -39,6 +43,8 @@ enum {
 	CLI_OPT_JSON,
 	CLI_OPT_HELP,
 	CLI_OPT_VERBOSE,
+	CLI_OPT_TPM_TIMEOUT,
+	CLI_OPT_TPM_KEYGEN_TIMEOUT,
 	CLI_OPT_FIRST_OWN = 0x1100, /* commands number their long-only options from here */
 };
 
@@ -72,8 +78,9 @@ int cli_error(int err);
 /* Prints "edgetrust: <message>" plus a hint to --help, returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Opens the TPM from --tcti / the environment (and, below -vvv, silences tpm2-tss' own
- * stderr logging unless TSS2_LOG is set). 0, or the exit code (error printed). */
+/* Opens the TPM from --tcti / the environment with the TPM command deadlines of
+ * --tpm-timeout / --tpm-keygen-timeout / the environment (and, below -vvv, silences tpm2-tss'
+ * own stderr logging unless TSS2_LOG is set). 0, or the exit code (error printed). */
 int cli_open(struct cli *cli, et_ctx **ret);
 
 /* Parses "0x01000000" (hex, 0x optional) or a decimal number into 32 bits. */

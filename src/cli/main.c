@@ -84,13 +84,20 @@ static const char common_help[] =
 	"Common options:\n"
 	"  --tcti TCTI        TPM to use, e.g. device:/dev/tpmrm0, swtpm:host=H,port=P\n"
 	"                     (default: $EDGETRUST_TCTI, $TPM2TOOLS_TCTI, device:/dev/tpmrm0)\n"
+	"  --tpm-timeout MS   deadline of one TPM command (default 10000; also\n"
+	"                     $EDGETRUST_TPM_TIMEOUT_MS); a TPM that does not answer in\n"
+	"                     time gives exit 11\n"
+	"  --tpm-keygen-timeout MS\n"
+	"                     the same for key generation (default 120000; also\n"
+	"                     $EDGETRUST_TPM_KEYGEN_TIMEOUT_MS)\n"
 	"  --json             machine-readable output\n"
 	"  -v, --verbose      more messages on stderr (-vvv: also tpm2-tss' own log)\n"
 	"  -h, --help         this help\n";
 
 static void print_usage(FILE *f)
 {
-	fprintf(f, "Usage: edgetrust [--tcti TCTI] [--json] [-v] COMMAND [ARGS]\n\n"
+	fprintf(f, "Usage: edgetrust [--tcti TCTI] [--tpm-timeout MS] [--json] [-v] COMMAND "
+		   "[ARGS]\n\n"
 		   "TPM 2.0 device identity for edge devices: serial number in NV, device key, "
 		   "sealed credentials.\n\nCommands:\n");
 	for (size_t i = 0; i < N_COMMANDS; i++)
@@ -202,6 +209,8 @@ int main(int argc, char **argv)
 		{"tcti", required_argument, NULL, 't'},
 		{"json", no_argument, NULL, 'j'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"tpm-timeout", required_argument, NULL, 'T'},
+		{"tpm-keygen-timeout", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{0},
@@ -219,6 +228,12 @@ int main(int argc, char **argv)
 			break;
 		case 'j':
 			cli.json = true;
+			break;
+		case 'T':
+			cli.tpm_timeout = optarg;
+			break;
+		case 'K':
+			cli.tpm_keygen_timeout = optarg;
 			break;
 		case 'v':
 			cli.verbose++;
