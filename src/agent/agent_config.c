@@ -918,7 +918,7 @@ int et_agent_config_load(const char *path, struct et_agent_config **ret, char *e
 			 size_t errlen)
 {
 	char *buf = NULL;
-	size_t len = 0;
+	size_t len = 0, cap;
 	int fd = -1, r;
 	struct stat st;
 
@@ -944,13 +944,30 @@ int et_agent_config_load(const char *path, struct et_agent_config **ret, char *e
 		r = ET_E_IO;
 		goto out;
 	}
-	buf = malloc(ET_CFG_MAX_FILE + 1);
+	/* Sized to the file, not to the limit: a 1 MiB buffer would be 1 MiB of the daemon's
+	 * peak RSS (main.c's M_PERTURB fills every allocation). One byte more to see growth. */
+	cap = (size_t)st.st_size + 1;
+	buf = malloc(cap + 1);
 	if (!buf) {
 		r = ET_E_NOMEM;
 		goto out;
 	}
 	for (;;) {
-		ssize_t n = read(fd, buf + len, ET_CFG_MAX_FILE + 1 - len);
+		ssize_t n;
+
+		if (len == cap) {
+			/* The file grew after fstat: read on, up to the limit. */
+			char *nb;
+
+			cap = cap * 2 > ET_CFG_MAX_FILE + 1 ? ET_CFG_MAX_FILE + 1 : cap * 2;
+			nb = realloc(buf, cap + 1);
+			if (!nb) {
+				r = ET_E_NOMEM;
+				goto out;
+			}
+			buf = nb;
+		}
+		n = read(fd, buf + len, cap - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {

@@ -41,6 +41,7 @@
 #include "sdnotify.h"
 #include "settings.h"
 #include "spool.h"
+#include "tpmjob.h"
 
 /* Exit codes: docs/exit-codes.md, section "edgetrustd". */
 enum {
@@ -767,7 +768,7 @@ static int start_registration(struct agent *a, const char *why)
 	if (read_bootstrap_password(a, &pw) < 0)
 		return -1;
 	struct et_reg_params p = {
-		.tpm = a->tpm,
+		.tcti = a->cfg->agent.tcti,
 		.key_handle = a->cfg->agent.key_handle,
 		.serial = a->serial,
 		.pubkey_pem = a->pem,
@@ -844,7 +845,7 @@ static void on_creds(struct agent *a, const uint8_t *payload, size_t len)
 		     info.cred_version, a->cred_version);
 		goto out;
 	}
-	if (et_creds_open(a->tpm, a->cfg->agent.key_handle, a->serial, blob, blen, &c, err,
+	if (et_creds_open(a->cfg->agent.tcti, a->cfg->agent.key_handle, a->serial, blob, blen, &c, err,
 			  sizeof(err)) < 0) {
 		logm(ET_LOG_WARNING, "credential rotation refused: the envelope does not open: %s", err);
 		goto out;
@@ -878,7 +879,7 @@ static int open_stored(struct agent *a, struct et_creds *c, char *why, size_t wh
 		snprintf(why, whylen, "stored credentials unusable: %s", err);
 		return -1;
 	}
-	rc = et_creds_open(a->tpm, a->cfg->agent.key_handle, a->serial, blob, len, c, err, sizeof(err));
+	rc = et_creds_open(a->cfg->agent.tcti, a->cfg->agent.key_handle, a->serial, blob, len, c, err, sizeof(err));
 	free(blob);
 	if (rc < 0) {
 		snprintf(why, whylen, "the stored credential envelope no longer opens in this TPM (%s)%s", err,
@@ -1145,37 +1146,36 @@ static void ctl_accept(struct agent *a)
 
 /* ---- start-up ------------------------------------------------------------------------------ */
 
+/* Serial and device key, read (the key created when absent) in the TPM helper (tpmjob.h). */
 static int setup_identity(struct agent *a)
 {
-	bool created = false;
+	const struct et_cfg_agent *c = &a->cfg->agent;
+	struct et_tpm_identity id = { 0 };
+	enum et_tpmjob_step step = ET_TPMJOB_HELPER;
+	char msg[512];
 	int rc;
 
-	rc = et_ctx_new(a->cfg->agent.tcti, &a->tpm);
-	if (rc < 0) {
-		logm(ET_LOG_ERR, "cannot open the TPM (%s): %s", a->cfg->agent.tcti, et_errmsg());
-		return EXIT_TPM;
-	}
-	rc = et_serial_read(a->tpm, a->cfg->agent.serial_index, &a->serial);
-	if (rc == ET_E_NV_UNDEFINED || rc == ET_E_NV_UNWRITTEN) {
+	rc = et_tpmjob_identity(c->tcti, c->serial_index, c->key_handle, &id, &step, msg, sizeof(msg));
+	if (rc < 0 && step == ET_TPMJOB_SERIAL && (rc == ET_E_NV_UNDEFINED || rc == ET_E_NV_UNWRITTEN)) {
 		logm(ET_LOG_ERR, "this device has no serial number in TPM NV index 0x%08x; run "
 				 "`edgetrust provision --serial SERIAL` first",
-		     a->cfg->agent.serial_index);
+		     c->serial_index);
 		return EXIT_NOT_PROVISIONED;
 	}
 	if (rc < 0) {
-		logm(ET_LOG_ERR, "reading the serial number: %s", et_errmsg());
-		return EXIT_TPM;
+		if (step == ET_TPMJOB_SERIAL)
+			logm(ET_LOG_ERR, "reading the serial number: %s", msg);
+		else if (step == ET_TPMJOB_KEY)
+			logm(ET_LOG_ERR, "device key at 0x%08x: %s", c->key_handle, msg);
+		else if (step == ET_TPMJOB_PUBLIC)
+			logm(ET_LOG_ERR, "reading the device public key: %s", msg);
+		else
+			logm(ET_LOG_ERR, "cannot open the TPM (%s): %s", c->tcti, msg);
+		return step == ET_TPMJOB_KEY && rc == ET_E_KEY_TYPE ? EXIT_KEY : EXIT_TPM;
 	}
-	rc = et_key_create(a->tpm, a->cfg->agent.key_handle, &created);
-	if (rc < 0) {
-		logm(ET_LOG_ERR, "device key at 0x%08x: %s", a->cfg->agent.key_handle, et_errmsg());
-		return rc == ET_E_KEY_TYPE ? EXIT_KEY : EXIT_TPM;
-	}
-	rc = et_key_public_pem(a->tpm, a->cfg->agent.key_handle, &a->pem, a->fpr);
-	if (rc < 0) {
-		logm(ET_LOG_ERR, "reading the device public key: %s", et_errmsg());
-		return EXIT_TPM;
-	}
+	a->serial = id.serial;
+	a->pem = id.pem;
+	memcpy(a->fpr, id.fpr, sizeof(a->fpr));
 	logm(ET_LOG_INFO, "serial %s, device key %.16s...", a->serial, a->fpr);
 	return 0;
 }
@@ -1295,11 +1295,16 @@ int main(int argc, char **argv)
 	 * and device passwords without wiping them (mosquitto_destroy, _username_pw_set), and
 	 * they stayed readable in the heap for the life of the process. */
 	mallopt(M_PERTURB, 0x5a);
+	/* One malloc arena: the MQTT thread's allocations (TLS included) share the main heap
+	 * instead of keeping a second, mostly empty one resident (docs/performance.md). */
+	mallopt(M_ARENA_MAX, 1);
 	umask(077);
 	/* tpm2-tss prints its own errors to stderr; ours say the same with the remedy. */
 	setenv("TSS2_LOG", "all+NONE", 0);
 	g_journal = getenv("JOURNAL_STREAM") != NULL;
 	cJSON_InitHooks(&hooks);
+	if (argc == 2 && strcmp(argv[1], ET_TPMJOB_ARG) == 0)
+		return et_tpmjob_serve(STDIN_FILENO);
 
 	while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
 		switch (opt) {
@@ -1346,12 +1351,16 @@ int main(int argc, char **argv)
 		/* Kept for register-map changes from settings (validated by the same parser). */
 		FILE *f = fopen(config_path, "re");
 
-		if (f) {
-			a.cfg_text = malloc(ET_CFG_MAX_FILE + 1);
+		struct stat st;
+
+		/* Sized to the file: M_PERTURB makes every allocated byte resident. */
+		if (f && fstat(fileno(f), &st) == 0 && st.st_size <= ET_CFG_MAX_FILE) {
+			a.cfg_text = malloc((size_t)st.st_size + 1);
 			if (a.cfg_text)
-				a.cfg_len = fread(a.cfg_text, 1, ET_CFG_MAX_FILE, f);
-			fclose(f);
+				a.cfg_len = fread(a.cfg_text, 1, (size_t)st.st_size, f);
 		}
+		if (f)
+			fclose(f);
 	}
 	if (!a.cfg->broker.host[0]) {
 		logm(ET_LOG_ERR, "%s: [broker] host is not set", config_path);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "register.h"
+#include "tpmjob.h"
 
 void et_creds_clear(struct et_creds *c)
 {
@@ -55,9 +56,10 @@ static char *json_strdup(const cJSON *o, const char *k)
 	return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
 }
 
-int et_creds_open(et_ctx *tpm, uint32_t key_handle, const char *serial, const uint8_t *blob,
+int et_creds_open(const char *tcti, uint32_t key_handle, const char *serial, const uint8_t *blob,
 		  size_t len, struct et_creds *ret, char *errbuf, size_t errlen)
 {
+	char msg[384];
 	et_secret *plain = NULL;
 	et_envelope_info info;
 	struct et_creds c = { 0 };
@@ -65,9 +67,11 @@ int et_creds_open(et_ctx *tpm, uint32_t key_handle, const char *serial, const ui
 	const cJSON *pw, *cv, *port;
 	int rc;
 
-	rc = et_envelope_open(tpm, key_handle, serial, blob, len, &plain, &info);
+	/* In a short-lived helper process, so the TPM stack's memory is not ours (tpmjob.h). */
+	rc = et_tpmjob_envelope_open(tcti, key_handle, serial, blob, len, &plain, &info, msg,
+				     sizeof(msg));
 	if (rc < 0) {
-		snprintf(errbuf, errlen, "%s: %s", et_strerror(rc), et_errmsg());
+		snprintf(errbuf, errlen, "%s: %s", et_strerror(rc), msg);
 		return rc;
 	}
 	/* cJSON's allocator wipes on free (installed in main.c), so the parse tree leaves nothing. */
@@ -114,6 +118,7 @@ out:
 
 struct et_reg {
 	struct et_reg_params p;
+	char *tcti; /* p.tcti points here */
 	struct et_mqtt *mqtt;
 	char topic_req[128], topic_reply[128];
 	char nonce[33];
@@ -150,11 +155,19 @@ int et_reg_new(const struct et_reg_params *p, struct et_reg **ret, char *errbuf,
 		return -1;
 	}
 	r->p = *p;
+	/* The daemon may replace its configuration (register map) while we wait. */
+	r->tcti = strdup(p->tcti);
+	r->p.tcti = r->tcti;
+	if (!r->tcti) {
+		snprintf(errbuf, errlen, "out of memory");
+		free(r);
+		return -1;
+	}
 	snprintf(r->topic_req, sizeof(r->topic_req), "et/v1/%s/register", p->serial);
 	snprintf(r->topic_reply, sizeof(r->topic_reply), "et/v1/%s/register/reply", p->serial);
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
 		snprintf(errbuf, errlen, "getrandom failed");
-		free(r);
+		et_reg_free(r);
 		return -1;
 	}
 	for (i = 0; i < 16; i++)
@@ -167,7 +180,7 @@ int et_reg_new(const struct et_reg_params *p, struct et_reg **ret, char *errbuf,
 	o.subs[0] = r->topic_reply;
 	o.subs[1] = NULL;
 	if (et_mqtt_new(&o, &r->mqtt, errbuf, errlen) < 0) {
-		free(r);
+		et_reg_free(r);
 		return -1;
 	}
 	if (et_mqtt_start(r->mqtt, p->bootstrap_password) != 0) {
@@ -184,6 +197,7 @@ void et_reg_free(struct et_reg *r)
 	if (!r)
 		return;
 	et_mqtt_free(r->mqtt);
+	free(r->tcti);
 	free(r);
 }
 
@@ -260,7 +274,7 @@ static int on_reply(struct et_reg *r, const uint8_t *payload, size_t len, uint8_
 			     info.cred_version, r->p.min_cred_version);
 			goto out;
 		}
-		if (et_creds_open(r->p.tpm, r->p.key_handle, r->p.serial, blob, blen, ret_creds, err,
+		if (et_creds_open(r->p.tcti, r->p.key_handle, r->p.serial, blob, blen, ret_creds, err,
 				  sizeof(err)) < 0) {
 			rlog(r, ours ? ET_LOG_WARNING : ET_LOG_INFO,
 			     "registration reply 'accepted' but its envelope does not open here (%s)%s", err,

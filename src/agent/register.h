@@ -27,15 +27,16 @@ struct et_creds {
 };
 void et_creds_clear(struct et_creds *c);
 
-/* Opens blob in the TPM and parses the credentials. Returns 0 or a negative ET_E_*; errbuf. */
-int et_creds_open(et_ctx *tpm, uint32_t key_handle, const char *serial, const uint8_t *blob,
+/* Opens blob in the TPM (at tcti, in a helper process: tpmjob.h) and parses the credentials.
+ * Returns 0 or a negative ET_E_*; errbuf. */
+int et_creds_open(const char *tcti, uint32_t key_handle, const char *serial, const uint8_t *blob,
 		  size_t len, struct et_creds *ret, char *errbuf, size_t errlen);
 
 /* Base64 (standard alphabet, padding) to bytes; malloc'd. 0 or -1. */
 int et_b64_decode(const char *in, uint8_t **ret, size_t *ret_len);
 
 struct et_reg_params {
-	et_ctx *tpm;
+	const char *tcti;           /* copied */
 	uint32_t key_handle;
 	const char *serial;
 	const char *pubkey_pem;
