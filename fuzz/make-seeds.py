@@ -132,6 +132,10 @@ type = bool
     write("reg-reply", "pending", json.dumps({"v": 1, "status": "pending",
                                               "reason": "awaiting operator"}).encode())
     write("reg-reply", "b64-raw", b64.encode())
+    write("ack", "two-ranges", b'{"v":1,"serial":"SN1","ranges":[[1,100],[105,200]]}')
+    write("ack", "one", b'{"v":1,"ranges":[[7,7]]}')
+    write("ack", "edge", b'{"v":1,"serial":"SN1","ranges":[[1,3],[5,7],[9,9],'
+          b'[9007199254740992,9007199254740992]]}')
 
 
 if __name__ == "__main__":

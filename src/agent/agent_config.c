@@ -94,9 +94,14 @@ static const struct key_def broker_keys[] = {
 	{"reconnect_max_s", K_UINT, F(struct et_cfg_broker, reconnect_max_s), 1, 86400, NULL, NULL},
 	{NULL, 0, 0, 0, 0, 0, NULL, NULL}};
 
+static const struct choice deliveries[] = {
+	{"cloud-ack", ET_DELIVERY_CLOUD_ACK}, {"puback", ET_DELIVERY_PUBACK}, {NULL, 0}};
+
 static const struct key_def spool_keys[] = {
 	{"max_records", K_UINT, F(struct et_cfg_spool, max_records), 1, 100000000, NULL, NULL},
-	{"batch", K_UINT, F(struct et_cfg_spool, batch), 1, 10000, NULL, NULL},
+	{"batch", K_UINT, F(struct et_cfg_spool, batch), 1, 1000, NULL, NULL},
+	{"delivery", K_ENUM, F(struct et_cfg_spool, delivery), 0, 0, deliveries, NULL},
+	{"ack_timeout_s", K_UINT, F(struct et_cfg_spool, ack_timeout_s), 1, 3600, NULL, NULL},
 	{NULL, 0, 0, 0, 0, 0, NULL, NULL}};
 
 enum dev_key {
@@ -761,6 +766,8 @@ static void set_defaults(struct et_agent_config *c)
 	c->broker.reconnect_max_s = 60;
 	c->spool.max_records = 100000;
 	c->spool.batch = 100;
+	c->spool.delivery = ET_DELIVERY_CLOUD_ACK;
+	c->spool.ack_timeout_s = 30;
 }
 
 /* Resolves point -> device references and groups points by device. */

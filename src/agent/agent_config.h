@@ -47,9 +47,17 @@ struct et_cfg_broker {
 	uint32_t reconnect_max_s; /* >= reconnect_min_s */
 };
 
+/* When a record leaves the spool (docs/edgetrustd.conf.md, [spool] delivery). */
+enum et_delivery {
+	ET_DELIVERY_CLOUD_ACK = 0, /* on the cloud's et/v1/<serial>/telemetry/ack */
+	ET_DELIVERY_PUBACK,        /* on the broker's PUBACK (a cloud that sends no acks) */
+};
+
 struct et_cfg_spool {
 	uint32_t max_records;
 	uint32_t batch;
+	int delivery;           /* enum et_delivery */
+	uint32_t ack_timeout_s; /* resend what the cloud did not acknowledge after this */
 };
 
 enum et_mb_transport {

@@ -2,8 +2,9 @@
 /*
  * edgetrustd, the device agent: reads its serial from TPM NV, registers once with the
  * bootstrap login, logs in with credentials that only its TPM can open, polls Modbus devices,
- * keeps every reading in a durable spool until the broker acknowledged it, and applies
- * settings from the cloud and from the local operator.
+ * keeps every reading in a durable spool until the cloud acknowledged storing it (or, with
+ * [spool] delivery = puback, until the broker's PUBACK), and applies settings from the cloud
+ * and from the local operator.
  *
  * Threads: the main thread owns all state (TPM context, SQLite spool, settings, poller,
  * control socket) and runs one event loop; each MQTT connection has a network thread that
@@ -31,6 +32,7 @@
 #include <cjson/cJSON.h>
 #include <mosquitto.h>
 
+#include "ack.h"
 #include "agent_config.h"
 #include "config.h"
 #include "credstore.h"
@@ -57,6 +59,11 @@ enum {
 };
 
 #define RECS_PER_MSG 100
+/* Messages in flight (awaiting PUBACK or the cloud's ack) at most; spool.batch is capped here. */
+#define INFL_MAX 1000
+/* A message sent again for want of a cloud ack waits twice as long each time, up to 2^this
+ * times [spool] ack_timeout_s (default 30 s: 240 s). */
+#define ACK_BACKOFF_SHIFT_MAX 3
 #define SESSION_EXPIRY_S (7u * 24 * 3600)
 #define CTL_SOCKET "agent.sock"
 
@@ -126,9 +133,19 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * A published telemetry message: awaiting the broker's PUBACK, then (delivery = cloud-ack)
+ * the cloud's ack of its records; or due to be published again (no cloud ack in time, a new
+ * connection, or the broker refused it).
+ */
+enum infl_state { IF_PUBACK, IF_CLOUD, IF_RESEND };
+
 struct inflight {
 	int mid;
 	int64_t lo, hi;
+	enum infl_state state;
+	int64_t deadline_ms; /* IF_CLOUD: publish again when no cloud ack came by then */
+	int tries;           /* times sent again for want of a cloud ack: the timer doubles */
 };
 
 struct agent {
@@ -162,6 +179,10 @@ struct agent {
 	size_t n_infl, window;
 	int64_t cursor;
 	int64_t hold_until_ms;
+	bool cloud_ack;          /* [spool] delivery = cloud-ack */
+	int64_t ack_timeout_ms;  /* [spool] ack_timeout_s */
+	int64_t resend_warned_ms; /* last "no acknowledgement" warning (one a minute at most) */
+	struct et_ack_range *ack_ranges;
 
 	/* Readings of one poll round, accepted into the spool in one transaction. */
 	struct et_spool_rec *buf;
@@ -173,6 +194,7 @@ struct agent {
 	int64_t next_wd_ms;
 	int ctl_fd;
 	char t_telemetry[128], t_status[128], t_desired[128], t_reported[128], t_creds[128];
+	char t_ack[160];
 };
 
 static void usage(FILE *f)
@@ -439,6 +461,8 @@ static void apply_settings(struct agent *a)
 	g_log_level = level_parse(et_settings_str(a->settings, "log_level", "info"));
 	et_spool_set_max(a->spool, (uint64_t)et_settings_int(a->settings, "spool.max_records", 100000));
 	a->window = (size_t)et_settings_int(a->settings, "spool.batch", 100);
+	if (a->window < 1 || a->window > INFL_MAX)
+		a->window = a->window < 1 ? 1 : INFL_MAX;
 	a->status_interval_ms = et_settings_int(a->settings, "status_interval_s", 60) * 1000;
 	if (a->poller)
 		apply_points(a);
@@ -563,18 +587,22 @@ static void flush_readings(struct agent *a)
 	free_buf(a);
 }
 
-/* ---- spool -> broker ----------------------------------------------------------------------- */
+/* ---- spool -> broker -> cloud --------------------------------------------------------------- */
 
 struct batch {
 	cJSON *records;
 	int64_t lo, hi;
+	int64_t limit; /* records above this seq are not taken (a resend of one message) */
 };
 
 static int add_rec(const struct et_spool_rec *r, void *ud)
 {
 	struct batch *b = ud;
-	cJSON *o = cJSON_CreateObject();
+	cJSON *o;
 
+	if (r->seq > b->limit)
+		return -1;
+	o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "seq", (double)r->seq);
 	cJSON_AddNumberToObject(o, "ts", (double)r->ts_ms);
 	cJSON_AddStringToObject(o, "device", r->device);
@@ -593,39 +621,83 @@ static int add_rec(const struct et_spool_rec *r, void *ud)
 	return 0;
 }
 
+/*
+ * Publishes up to RECS_PER_MSG spool records with after < seq <= limit as one message.
+ * 1: published (*b has the range, *ret_mid the message id); 0: no such records;
+ * -1: not published now (hold_until_ms set when the client refused it).
+ */
+static int publish_records(struct agent *a, int64_t after, int64_t limit, int64_t now,
+			   struct batch *b, int *ret_mid)
+{
+	cJSON *doc;
+	char *text;
+	int n, rc;
+
+	*b = (struct batch){ .records = cJSON_CreateArray(), .limit = limit };
+	n = et_spool_peek(a->spool, after, RECS_PER_MSG, add_rec, b);
+	if (n <= 0 || !b->lo) {
+		cJSON_Delete(b->records);
+		if (n < 0)
+			logm(ET_LOG_ERR, "spool read: %s", et_spool_errmsg(a->spool));
+		return n < 0 ? -1 : 0;
+	}
+	doc = cJSON_CreateObject();
+	cJSON_AddNumberToObject(doc, "v", 1);
+	cJSON_AddItemToObject(doc, "records", b->records);
+	text = cJSON_PrintUnformatted(doc);
+	cJSON_Delete(doc);
+	if (!text)
+		return -1;
+	rc = et_mqtt_publish(a->mqtt, a->t_telemetry, text, strlen(text), false, ret_mid);
+	free(text);
+	if (rc != 0) {
+		logm(ET_LOG_DEBUG, "publish: %s; retrying later", et_mqtt_reason(rc));
+		a->hold_until_ms = now + 1000;
+		return -1;
+	}
+	logm(ET_LOG_DEBUG, "published seq %" PRId64 "..%" PRId64 " (mid %d)", b->lo, b->hi, *ret_mid);
+	return 1;
+}
+
+static void infl_remove(struct agent *a, size_t i)
+{
+	a->infl[i] = a->infl[--a->n_infl];
+}
+
 static void pump(struct agent *a, int64_t now)
 {
-	while (a->mqtt && a->online && !a->rot_blob && now >= a->hold_until_ms &&
-	       a->n_infl < a->window) {
-		struct batch b = { .records = cJSON_CreateArray() };
-		cJSON *doc;
-		char *text;
-		int n, mid = 0, rc;
+	while (a->mqtt && a->online && !a->rot_blob && now >= a->hold_until_ms) {
+		struct batch b;
+		size_t i;
+		int mid = 0, rc;
 
-		n = et_spool_peek(a->spool, a->cursor, RECS_PER_MSG, add_rec, &b);
-		if (n <= 0) {
-			cJSON_Delete(b.records);
-			if (n < 0)
-				logm(ET_LOG_ERR, "spool read: %s", et_spool_errmsg(a->spool));
-			return;
+		/* First what must go again (oldest first is not needed: the cloud de-duplicates). */
+		for (i = 0; i < a->n_infl && a->infl[i].state != IF_RESEND; i++)
+			;
+		if (i < a->n_infl) {
+			struct inflight *f = &a->infl[i];
+
+			rc = publish_records(a, f->lo - 1, f->hi, now, &b, &mid);
+			if (rc < 0)
+				return;
+			if (rc == 0) {
+				/* Nothing of it is left in the spool (acknowledged meanwhile, or dropped
+				 * by the spool bound). */
+				infl_remove(a, i);
+				continue;
+			}
+			*f = (struct inflight){ .mid = mid, .lo = b.lo, .hi = b.hi, .state = IF_PUBACK,
+						.tries = f->tries };
+			continue;
 		}
-		doc = cJSON_CreateObject();
-		cJSON_AddNumberToObject(doc, "v", 1);
-		cJSON_AddItemToObject(doc, "records", b.records);
-		text = cJSON_PrintUnformatted(doc);
-		cJSON_Delete(doc);
-		if (!text)
+		if (a->n_infl >= a->window)
 			return;
-		rc = et_mqtt_publish(a->mqtt, a->t_telemetry, text, strlen(text), false, &mid);
-		free(text);
-		if (rc != 0) {
-			logm(ET_LOG_DEBUG, "publish: %s; retrying later", et_mqtt_reason(rc));
-			a->hold_until_ms = now + 1000;
+		rc = publish_records(a, a->cursor, INT64_MAX, now, &b, &mid);
+		if (rc <= 0)
 			return;
-		}
-		a->infl[a->n_infl++] = (struct inflight){ .mid = mid, .lo = b.lo, .hi = b.hi };
+		a->infl[a->n_infl++] = (struct inflight){ .mid = mid, .lo = b.lo, .hi = b.hi,
+							  .state = IF_PUBACK };
 		a->cursor = b.hi;
-		logm(ET_LOG_DEBUG, "published seq %" PRId64 "..%" PRId64 " (mid %d)", b.lo, b.hi, mid);
 	}
 }
 
@@ -634,26 +706,138 @@ static void on_puback(struct agent *a, int mid, int rc, int64_t now)
 	size_t i;
 
 	for (i = 0; i < a->n_infl; i++) {
-		struct inflight f = a->infl[i];
+		struct inflight *f = &a->infl[i];
 
-		if (f.mid != mid)
+		if (f->state != IF_PUBACK || f->mid != mid)
 			continue;
-		a->infl[i] = a->infl[--a->n_infl];
 		if (rc >= 0x80) {
 			/* Refused (e.g. not authorised): keep the records and try again later. */
 			logm(ET_LOG_WARNING, "broker refused telemetry seq %" PRId64 "..%" PRId64 ": %s; will retry",
-			     f.lo, f.hi, et_mqtt_reason(rc));
-			if (f.lo - 1 < a->cursor)
-				a->cursor = f.lo - 1;
+			     f->lo, f->hi, et_mqtt_reason(rc));
+			f->state = IF_RESEND;
 			a->hold_until_ms = now + 5000;
 			return;
 		}
-		if (et_spool_ack(a->spool, f.lo, f.hi) < 0)
+		if (a->cloud_ack) {
+			/* With the broker now; deleted when the cloud says it stored them. */
+			f->state = IF_CLOUD;
+			f->deadline_ms = now + (a->ack_timeout_ms << (f->tries < ACK_BACKOFF_SHIFT_MAX
+									  ? f->tries : ACK_BACKOFF_SHIFT_MAX));
+			return;
+		}
+		if (et_spool_ack(a->spool, f->lo, f->hi) < 0)
 			logm(ET_LOG_WARNING, "spool: could not delete acknowledged seq %" PRId64 "..%" PRId64
 					     " (%s); they will be sent again after a restart",
-			     f.lo, f.hi, et_spool_errmsg(a->spool));
+			     f->lo, f->hi, et_spool_errmsg(a->spool));
+		infl_remove(a, i);
 		return;
 	}
+}
+
+static bool overlaps(const struct inflight *f, const struct et_ack_range *r, int n)
+{
+	for (int k = 0; k < n; k++)
+		if (r[k].lo <= f->hi && r[k].hi >= f->lo)
+			return true;
+	return false;
+}
+
+/* et/v1/<serial>/telemetry/ack: the cloud stored these; they leave the spool. */
+static void on_cloud_ack(struct agent *a, const uint8_t *payload, size_t len, int64_t now)
+{
+	char err[256];
+	bool progress = false;
+	int n, k;
+	size_t i;
+
+	if (!a->cloud_ack)
+		return;
+	n = et_ack_parse(a->serial, payload, len, a->ack_ranges, ET_ACK_MAX_RANGES, err, sizeof(err));
+	if (n < 0) {
+		logm(ET_LOG_WARNING, "telemetry ack from the cloud ignored: %s", err);
+		return;
+	}
+	for (k = 0; k < n; k++) {
+		if (et_spool_ack(a->spool, a->ack_ranges[k].lo, a->ack_ranges[k].hi) < 0) {
+			logm(ET_LOG_WARNING, "spool: could not delete seq %" PRId64 "..%" PRId64
+					     " acknowledged by the cloud (%s); they will be sent again",
+			     a->ack_ranges[k].lo, a->ack_ranges[k].hi, et_spool_errmsg(a->spool));
+			return;
+		}
+	}
+	/* A message is done when none of its records is left (ranges need not match messages:
+	 * the cloud merges a batch's numbers, and a retained ack may be an older one). */
+	for (i = 0; i < a->n_infl;) {
+		struct inflight *f = &a->infl[i];
+
+		if (overlaps(f, a->ack_ranges, n) && et_spool_count(a->spool, f->lo, f->hi) == 0) {
+			logm(ET_LOG_DEBUG, "cloud stored seq %" PRId64 "..%" PRId64, f->lo, f->hi);
+			infl_remove(a, i);
+			progress = true;
+			continue;
+		}
+		i++;
+	}
+	if (!progress)
+		return;
+	/* The cloud is there: messages still waiting (sent while it was away, they are likely
+	 * lost) go again after the configured timeout, not after their backed-off one. */
+	for (i = 0; i < a->n_infl; i++) {
+		a->infl[i].tries = 0;
+		if (a->infl[i].state == IF_CLOUD && a->infl[i].deadline_ms > now + a->ack_timeout_ms)
+			a->infl[i].deadline_ms = now + a->ack_timeout_ms;
+	}
+}
+
+/* Messages the cloud did not acknowledge in time go again, each with a longer timer next time. */
+static void check_ack_deadlines(struct agent *a, int64_t now)
+{
+	int64_t lo = INT64_MAX, hi = 0;
+	size_t i, n = 0;
+
+	for (i = 0; i < a->n_infl; i++) {
+		struct inflight *f = &a->infl[i];
+
+		if (f->state != IF_CLOUD || f->deadline_ms > now)
+			continue;
+		f->state = IF_RESEND;
+		f->tries++;
+		lo = f->lo < lo ? f->lo : lo;
+		hi = f->hi > hi ? f->hi : hi;
+		n++;
+	}
+	if (!n)
+		return;
+	logm(a->resend_warned_ms && now - a->resend_warned_ms < 60000 ? ET_LOG_DEBUG : ET_LOG_WARNING,
+	     "no acknowledgement from the cloud for %zu messages (seq %" PRId64 "..%" PRId64
+	     ") in time; sending them again", n, lo, hi);
+	if (!a->resend_warned_ms || now - a->resend_warned_ms >= 60000)
+		a->resend_warned_ms = now;
+}
+
+static int64_t next_ack_deadline(struct agent *a)
+{
+	int64_t t = INT64_MAX;
+
+	for (size_t i = 0; i < a->n_infl; i++)
+		if (a->infl[i].state == IF_CLOUD && a->infl[i].deadline_ms < t)
+			t = a->infl[i].deadline_ms;
+	return t;
+}
+
+/* After a (re)connect: what the broker took and the cloud did not acknowledge may be lost
+ * (docs/protocol.md, "Delivery end to end"), so it goes again. */
+static void resend_unacked(struct agent *a)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < a->n_infl; i++)
+		if (a->infl[i].state == IF_CLOUD) {
+			a->infl[i].state = IF_RESEND;
+			n++;
+		}
+	if (n)
+		logm(ET_LOG_INFO, "sending again %zu messages the cloud has not acknowledged", n);
 }
 
 /* ---- credentials --------------------------------------------------------------------------- */
@@ -701,7 +885,7 @@ static int device_login(struct agent *a, struct et_creds *c)
 			.session_expiry_s = SESSION_EXPIRY_S,
 			.will_topic = a->t_status,
 			.will_payload = will,
-			.subs = { a->t_desired, a->t_creds, NULL },
+			.subs = { a->t_desired, a->t_creds, a->cloud_ack ? a->t_ack : NULL, NULL },
 		};
 		if (b->tls && !b->ca_file[0] && c->ca_pem && write_ca(a, c->ca_pem) == 0)
 			o.ca_file = a->ca_path;
@@ -934,6 +1118,8 @@ static void handle_mqtt(struct agent *a, int64_t now)
 				a->rot_blob = NULL;
 			}
 			et_sd_notify("STATUS=online");
+			if (a->cloud_ack)
+				resend_unacked(a);
 			publish_status(a, now);
 			publish_reported(a);
 			break;
@@ -989,6 +1175,10 @@ static void handle_mqtt(struct agent *a, int64_t now)
 				}
 			} else if (strcmp(ev->topic, a->t_creds) == 0) {
 				on_creds(a, ev->payload, ev->len);
+			} else if (strcmp(ev->topic, a->t_ack) == 0) {
+				if (!began)
+					began = et_spool_begin(a->spool) == 0;
+				on_cloud_ack(a, ev->payload, ev->len, now);
 			}
 			break;
 		}
@@ -1233,6 +1423,7 @@ static int run(struct agent *a, const sigset_t *origmask)
 				registration_done(a, blob, len, &c);
 		}
 		handle_mqtt(a, now);
+		check_ack_deadlines(a, now);
 		pump(a, now);
 		if (now >= a->next_status_ms)
 			publish_status(a, now);
@@ -1248,6 +1439,7 @@ static int run(struct agent *a, const sigset_t *origmask)
 			wake = min64(wake, a->next_wd_ms);
 		if (a->hold_until_ms > now)
 			wake = min64(wake, a->hold_until_ms);
+		wake = min64(wake, next_ack_deadline(a));
 		if (a->reg)
 			fds[nfds++] = (struct pollfd){ .fd = et_reg_fd(a->reg), .events = POLLIN };
 		else if (a->mqtt)
@@ -1383,6 +1575,12 @@ int main(int argc, char **argv)
 	snprintf(a.t_desired, sizeof(a.t_desired), "et/v1/%s/settings/desired", a.serial);
 	snprintf(a.t_reported, sizeof(a.t_reported), "et/v1/%s/settings/reported", a.serial);
 	snprintf(a.t_creds, sizeof(a.t_creds), "et/v1/%s/creds", a.serial);
+	snprintf(a.t_ack, sizeof(a.t_ack), "et/v1/%s/telemetry/ack", a.serial);
+	a.cloud_ack = a.cfg->spool.delivery == ET_DELIVERY_CLOUD_ACK;
+	a.ack_timeout_ms = (int64_t)a.cfg->spool.ack_timeout_s * 1000;
+	logm(ET_LOG_INFO, "readings leave the spool on %s",
+	     a.cloud_ack ? "the cloud's acknowledgement (delivery = cloud-ack)"
+			 : "the broker's PUBACK (delivery = puback)");
 
 	{
 		char path[4096];
@@ -1404,8 +1602,9 @@ int main(int argc, char **argv)
 	if (rc == 1)
 		logm(ET_LOG_WARNING, "settings: %s", err);
 	et_settings_set_checker(a.settings, check_points, &a);
-	a.infl = calloc(1000, sizeof(*a.infl));
-	if (!a.infl) {
+	a.infl = calloc(INFL_MAX, sizeof(*a.infl));
+	a.ack_ranges = calloc(ET_ACK_MAX_RANGES, sizeof(*a.ack_ranges));
+	if (!a.infl || !a.ack_ranges) {
 		code = EXIT_INTERNAL;
 		goto out;
 	}
@@ -1427,6 +1626,7 @@ out:
 	free_buf(&a);
 	free(a.buf);
 	free(a.infl);
+	free(a.ack_ranges);
 	free(a.rot_blob);
 	et_poller_free(a.poller);
 	et_settings_free(a.settings);

@@ -15,7 +15,7 @@
 
 struct et_spool {
 	sqlite3 *db;
-	sqlite3_stmt *ins, *peek, *del, *drop_oldest, *set_meta;
+	sqlite3_stmt *ins, *peek, *del, *drop_oldest, *set_meta, *count;
 	uint64_t max_records;
 	int64_t next_seq;
 	uint64_t depth;
@@ -97,7 +97,9 @@ int et_spool_open(const char *path, uint64_t max_records, struct et_spool **ret,
 				      " (SELECT seq FROM readings ORDER BY seq LIMIT ?)", -1,
 			       SQLITE_PREPARE_PERSISTENT, &s->drop_oldest, NULL) ||
 	    sqlite3_prepare_v3(s->db, "INSERT OR REPLACE INTO meta(k,v) VALUES(?,?)", -1,
-			       SQLITE_PREPARE_PERSISTENT, &s->set_meta, NULL)) {
+			       SQLITE_PREPARE_PERSISTENT, &s->set_meta, NULL) ||
+	    sqlite3_prepare_v3(s->db, "SELECT count(*) FROM readings WHERE seq BETWEEN ? AND ?", -1,
+			       SQLITE_PREPARE_PERSISTENT, &s->count, NULL)) {
 		snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
 		goto fail;
 	}
@@ -127,6 +129,7 @@ void et_spool_free(struct et_spool *s)
 	sqlite3_finalize(s->del);
 	sqlite3_finalize(s->drop_oldest);
 	sqlite3_finalize(s->set_meta);
+	sqlite3_finalize(s->count);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -259,7 +262,23 @@ int et_spool_ack(struct et_spool *s, int64_t lo, int64_t hi)
 	return 0;
 }
 
-/* Several acks in one transaction: one fsync instead of one per PUBACK. */
+int64_t et_spool_count(struct et_spool *s, int64_t lo, int64_t hi)
+{
+	int64_t n;
+	int rc;
+
+	sqlite3_reset(s->count);
+	sqlite3_bind_int64(s->count, 1, lo);
+	sqlite3_bind_int64(s->count, 2, hi);
+	rc = sqlite3_step(s->count);
+	n = rc == SQLITE_ROW ? sqlite3_column_int64(s->count, 0) : 0;
+	if (rc != SQLITE_ROW)
+		snprintf(s->err, sizeof(s->err), "%s", sqlite3_errmsg(s->db));
+	sqlite3_reset(s->count);
+	return rc == SQLITE_ROW ? n : classify(rc);
+}
+
+/* Several acks in one transaction: one fsync instead of one per acknowledgement. */
 int et_spool_begin(struct et_spool *s)
 {
 	return exec(s, "BEGIN IMMEDIATE") == SQLITE_OK ? 0 : ET_SPOOL_ERROR;

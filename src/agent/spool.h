@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The store-and-forward spool: readings wait here, in SQLite (WAL, synchronous=FULL), from the
- * moment the poller produced them until the broker acknowledged them (PUBACK). Each reading
+ * moment the poller produced them until the cloud acknowledged storing them (or, with
+ * [spool] delivery = puback, until the broker's PUBACK). Each reading
  * gets a per-device sequence number on insert that never repeats, even across restarts with an
  * empty spool (the next number lives in a meta table). The spool is bounded: when full, the
  * oldest readings are dropped and counted in a persistent counter.
@@ -58,8 +59,12 @@ typedef int (*et_spool_visit_fn)(const struct et_spool_rec *r, void *userdata);
 int et_spool_peek(struct et_spool *s, int64_t after_seq, size_t max, et_spool_visit_fn fn,
 		  void *userdata);
 
-/* Deletes the records in [lo, hi] (acknowledged by the broker). */
+/* Deletes the records in [lo, hi] (acknowledged by the cloud, or by the broker with
+ * [spool] delivery = puback). */
 int et_spool_ack(struct et_spool *s, int64_t lo, int64_t hi);
+
+/* Number of records in [lo, hi], or a negative et_spool_rc. */
+int64_t et_spool_count(struct et_spool *s, int64_t lo, int64_t hi);
 
 /* Group several et_spool_ack calls in one transaction (one fsync). */
 int et_spool_begin(struct et_spool *s);

@@ -99,10 +99,12 @@ class ModbusSim:
 class MiniCloud:
     """The cloud's side of docs/protocol.md, just enough for agent tests (anonymous broker)."""
 
-    def __init__(self, port, auto_accept=True, password="pw-0123456789abcdef0123456789abcdef"):
+    def __init__(self, port, auto_accept=True, password="pw-0123456789abcdef0123456789abcdef",
+                 ack=True):
         import paho.mqtt.client as mqtt
         self.port = port
         self.auto_accept = auto_accept
+        self.ack = ack          # acknowledge stored telemetry (et/v1/<serial>/telemetry/ack)
         self.password = password
         self.lock = threading.Lock()
         self.seqs = {}          # seq -> record (the store: one row per seq)
@@ -181,6 +183,13 @@ class MiniCloud:
                         if self.seqs[r["seq"]] != r:
                             self.conflicts += 1
                     self.seqs[r["seq"]] = r
+                if self.ack:
+                    # Stored (in memory) at once: acknowledged like the real cloud does after
+                    # its commit, retained (docs/protocol.md, "Delivery end to end").
+                    c.publish(f"et/v1/{serial}/telemetry/ack",
+                              json.dumps({"v": 1, "serial": serial,
+                                          "ranges": ranges(r["seq"] for r in d["records"])}),
+                              qos=1, retain=True)
             elif parts[3] == "settings":
                 self.reported.append(d)
             elif parts[3] == "status":
@@ -195,6 +204,17 @@ class MiniCloud:
         self.c.disconnect()
 
 
+def ranges(seqs):
+    """Sorted, merged [lo, hi] ranges of sequence numbers (as in a telemetry ack)."""
+    out = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
 def wait_for(cond, timeout=30.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -206,11 +226,13 @@ def wait_for(cond, timeout=30.0, what="condition"):
 
 
 class Agent:
-    """edgetrustd with a generated configuration in tmp; data_dir = tmp/data."""
+    """edgetrustd with a generated configuration in tmp; data_dir = tmp/data. Telemetry leaves
+    the spool on the cloud's ack (MiniCloud and edgetrust-cloud send one); spool_extra goes into
+    [spool], by default a 5 s ack timeout so lost messages go again within a test's patience."""
 
     def __init__(self, tmp, tcti, broker_port, modbus_port=None, serial="SN-TEST-1",
                  extra_devices="", log_level="debug", data_dir=None, spool_max=100000,
-                 poll_ms=100, bootstrap_password="bootpw"):
+                 poll_ms=100, bootstrap_password="bootpw", spool_extra="ack_timeout_s = 5\n"):
         self.tmp = tmp
         self.data_dir = data_dir or tmp.join("data")
         self.conf = tmp.join("edgetrustd.conf")
@@ -236,7 +258,7 @@ class Agent:
                     f"[broker]\nhost = 127.0.0.1\nport = {broker_port}\ntls = false\n"
                     f"bootstrap_username = bootstrap\nbootstrap_password_file = {pwfile}\n"
                     "keepalive_s = 5\nreconnect_min_s = 1\nreconnect_max_s = 2\n\n"
-                    f"[spool]\nmax_records = {spool_max}\nbatch = 20\n\n"
+                    f"[spool]\nmax_records = {spool_max}\nbatch = 20\n{spool_extra}\n"
                     + modbus + extra_devices)
 
     def start(self, env=None):

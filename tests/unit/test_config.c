@@ -34,6 +34,8 @@ static const char full[] =
 	"[spool]\n"
 	"max_records = 100000\n"
 	"batch = 100\n"
+	"delivery = puback\n"
+	"ack_timeout_s = 7\n"
 	"; points may come before their device\n"
 	"[point.meter.energy]\n"
 	"table = input\n"
@@ -117,6 +119,8 @@ static void test_full(void **state)
 	assert_string_equal(c->broker.bootstrap_password_file, "/etc/edgetrust/bootstrap.secret");
 	assert_int_equal(c->broker.reconnect_min_s, 2);
 	assert_int_equal(c->spool.batch, 100);
+	assert_int_equal(c->spool.delivery, ET_DELIVERY_PUBACK);
+	assert_int_equal(c->spool.ack_timeout_s, 7);
 	assert_int_equal(c->n_devices, 2);
 	assert_int_equal(c->n_points, 3);
 
@@ -176,6 +180,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c->broker.port, 8883);
 	assert_string_equal(c->broker.bootstrap_username, "bootstrap");
 	assert_int_equal(c->spool.max_records, 100000);
+	assert_int_equal(c->spool.delivery, ET_DELIVERY_CLOUD_ACK);
+	assert_int_equal(c->spool.ack_timeout_s, 30);
 	assert_int_equal(c->n_devices, 0);
 	et_agent_config_free(c);
 
@@ -243,7 +249,11 @@ static void test_errors(void **state)
 	expect_err("[broker]\nbootstrap_username = a/b\n", 2, "invalid user name");
 	expect_err("[broker]\nreconnect_min_s = 10\nreconnect_max_s = 5\n", 3,
 		   "reconnect_min_s (10) is larger than reconnect_max_s (5)");
-	expect_err("[spool]\nbatch = 0\n", 2, "valid: 1..10000");
+	expect_err("[spool]\nbatch = 0\n", 2, "valid: 1..1000");
+	expect_err("[spool]\nbatch = 1001\n", 2, "valid: 1..1000");
+	expect_err("[spool]\ndelivery = never\n", 2, "valid: cloud-ack, puback");
+	expect_err("[spool]\nack_timeout_s = 0\n", 2, "valid: 1..3600");
+	expect_err("[spool]\nack_timeout_s = 3601\n", 2, "valid: 1..3600");
 	/* devices */
 	expect_err("[modbus.]\n", 1, "invalid device name");
 	expect_err("[modbus.a.b]\n", 1, "invalid device name");
