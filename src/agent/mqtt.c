@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -205,14 +206,30 @@ static void nap(struct et_mqtt *m, long ms)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* Waits out one failed attempt: backoff_ms plus up to a quarter of it at random, so devices that
+ * lost the same broker do not come back in step; then doubles backoff_ms up to the cap. Used for
+ * every failure, refused connections and sessions lost before or after CONNACK alike. */
+static void backoff_nap(struct et_mqtt *m, long *backoff_ms, unsigned *seed)
+{
+	long max = (long)m->o.reconnect_max_s * 1000;
+	long jitter = *backoff_ms / 4 > 0 ? (long)(rand_r(seed) % (unsigned)(*backoff_ms / 4 + 1)) : 0;
+
+	nap(m, *backoff_ms + jitter);
+	*backoff_ms = *backoff_ms * 2 > max ? max : *backoff_ms * 2;
+}
+
 static void *run(void *arg)
 {
 	struct et_mqtt *m = arg;
 	mosquitto_property *props = NULL;
 	long backoff_ms = (long)m->o.reconnect_min_s * 1000;
 	bool socket_up = false;
-	unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)m;
+	unsigned seed;
 
+	/* A seed of its own per process: devices powered up together in the same second (and with
+	 * the same heap layout, e.g. under ASan) must not draw the same jitter. */
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+		seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)m ^ (unsigned)getpid();
 	if (backoff_ms <= 0)
 		backoff_ms = 1000;
 	if (m->o.persistent)
@@ -225,12 +242,8 @@ static void *run(void *arg)
 			rc = mosquitto_connect_bind_v5(m->mosq, m->host, m->o.port, m->o.keepalive_s,
 						       NULL, props);
 			if (rc != MOSQ_ERR_SUCCESS) {
-				long max = (long)m->o.reconnect_max_s * 1000, jitter;
-
 				push_simple(m, ET_MQTT_EV_DISCONNECTED, 0, rc, false);
-				jitter = backoff_ms / 4 > 0 ? (long)(rand_r(&seed) % (unsigned)(backoff_ms / 4 + 1)) : 0;
-				nap(m, backoff_ms + jitter);
-				backoff_ms = backoff_ms * 2 > max ? max : backoff_ms * 2;
+				backoff_nap(m, &backoff_ms, &seed);
 				continue;
 			}
 			socket_up = true;
@@ -239,8 +252,6 @@ static void *run(void *arg)
 		if (atomic_load(&m->connected))
 			backoff_ms = (long)m->o.reconnect_min_s * 1000 > 0 ? (long)m->o.reconnect_min_s * 1000 : 1000;
 		if (rc != MOSQ_ERR_SUCCESS) {
-			long max = (long)m->o.reconnect_max_s * 1000;
-
 			socket_up = false;
 			/* Report every failure once: a lost session (unless on_disconnect already
 			 * did), and also an attempt that failed after the socket was up but before
@@ -249,8 +260,7 @@ static void *run(void *arg)
 			atomic_store(&m->connected, false);
 			if (!atomic_exchange(&m->disc_pushed, false))
 				push_simple(m, ET_MQTT_EV_DISCONNECTED, 0, rc, false);
-			nap(m, backoff_ms);
-			backoff_ms = backoff_ms * 2 > max ? max : backoff_ms * 2;
+			backoff_nap(m, &backoff_ms, &seed);
 		}
 	}
 	if (socket_up) {
