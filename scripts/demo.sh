@@ -111,15 +111,14 @@ info "swtpm on 127.0.0.1:$TPM_PORT"
 step "2/8 Factory: write the serial into TPM NV (write-once) and create the device key"
 run "$ET" --tcti "$TCTI" provision --serial $SERIAL
 
-step "3/8 Broker: mosquitto with dynamic security (logins and ACLs made by edgetrust-cloud)"
-run "$ETC" init-broker --dir "$DEMO/broker"
+step "3/8 Broker: mosquitto; device logins checked against the registry (edgetrust plugin), the cloud and bootstrap logins in dynamic security"
+DB="$DEMO/cloud.db"
+run "$ETC" init-broker --dir "$DEMO/broker" --accounts registry --db "$DB" \
+	--plugin "$BUILD/src/cloud/broker-plugin/edgetrust_auth.so"
 MQTT_PORT=$(free_ports 1)
 cat >"$DEMO/mosquitto.conf" <<CONF
-per_listener_settings false
 listener $MQTT_PORT 127.0.0.1
-allow_anonymous false
-plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so
-plugin_opt_config_file $DEMO/broker/dynamic-security.json
+include_dir $DEMO/broker
 persistence true
 persistence_location $DEMO/
 log_dest file $DEMO/mosquitto.log
@@ -131,7 +130,6 @@ wait_port $MQTT_PORT "$DEMO/mosquitto.log"
 info "mosquitto on 127.0.0.1:$MQTT_PORT"
 
 step "4/8 Cloud: edgetrust-cloud serve (registry and telemetry store in SQLite)"
-DB="$DEMO/cloud.db"
 "$ETC" serve --db "$DB" --instance demo --broker-host 127.0.0.1 --broker-port $MQTT_PORT \
 	--broker-password-file "$DEMO/broker/cloud.password" --public-no-tls --poll-ms 200 \
 	>"$DEMO/cloud.log" 2>&1 &

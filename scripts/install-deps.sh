@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(
 	build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
 	libtss2-dev libssl-dev libcmocka-dev libmosquitto-dev libmodbus-dev libcjson-dev
-	libsqlite3-dev libpq-dev libsystemd-dev
+	libsqlite3-dev libpq-dev libsystemd-dev mosquitto-dev
 	swtpm swtpm-tools tpm2-tools openssl mosquitto mosquitto-clients sqlite3 postgresql
 	python3 python3-pymodbus python3-paho-mqtt python3-psycopg2 socat mbpoll
 	device-tree-compiler pandoc valgrind systemd iproute2 procps psmisc kas

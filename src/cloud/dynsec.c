@@ -147,6 +147,8 @@ cJSON *dynsec_initial_config(const char *cloud_password, const char *bootstrap_p
 		{ "publishClientSend", "$CONTROL/dynamic-security/#" },
 		{ "publishClientReceive", "$CONTROL/dynamic-security/#" },
 		{ "subscribePattern", "$CONTROL/dynamic-security/#" },
+		/* the edgetrust plugin's control topic: disconnect revoked device logins */
+		{ "publishClientSend", "$CONTROL/edgetrust/v1" },
 		{ "publishClientSend", "et/v1/#" },
 		{ "publishClientReceive", "et/v1/#" },
 		{ "subscribePattern", "et/v1/#" },

@@ -37,6 +37,7 @@ struct args {
 	const char *since;
 	const char *state;
 	const char *dir;
+	const char *plugin;
 	long limit;
 	int argc;       /* positional arguments */
 	char **argv;
@@ -46,7 +47,7 @@ struct args {
 enum {
 	O_DB = 1000, O_JSON, O_FOR, O_SINCE, O_STATE, O_DIR, O_FORCE, O_LIMIT, O_LOG,
 	O_INSTANCE, O_BHOST, O_BPORT, O_BUSER, O_BPWF, O_BTLS, O_BCAFILE, O_BCAPATH, O_PHOST,
-	O_PPORT, O_PTLS, O_PNOTLS, O_DEVCA, O_AUTO, O_BATCH, O_POLL, O_HELP,
+	O_PPORT, O_PTLS, O_PNOTLS, O_DEVCA, O_AUTO, O_BATCH, O_POLL, O_ACCOUNTS, O_PLUGIN, O_HELP,
 };
 
 struct cmd {
@@ -84,6 +85,8 @@ static const struct option all_options[] = {
 	{ "auto-accept", no_argument, NULL, O_AUTO },
 	{ "batch", required_argument, NULL, O_BATCH },
 	{ "poll-ms", required_argument, NULL, O_POLL },
+	{ "accounts", required_argument, NULL, O_ACCOUNTS },
+	{ "plugin", required_argument, NULL, O_PLUGIN },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -116,6 +119,9 @@ static const char *option_help(int id)
 	case O_AUTO: return "--auto-accept        accept activated devices without the operator";
 	case O_BATCH: return "--batch N            requests handled per transaction (default 500)";
 	case O_POLL: return "--poll-ms MS         how often to look for operator changes (default 1000)";
+	case O_ACCOUNTS: return "--accounts MODE      device broker logins: registry (default; the edgetrust\n"
+				 "                       mosquitto plugin reads the database) or dynsec";
+	case O_PLUGIN: return "--plugin PATH        the edgetrust mosquitto plugin (default " ET_BROKER_PLUGIN ")";
 	case O_HELP: return "--help               this help";
 	}
 	return "";
@@ -267,9 +273,17 @@ static int cmd_activate(struct args *a)
 	reg *r = NULL;
 	int ec;
 
-	for (int i = 0; i < a->argc; i++)
+	for (int i = 0; i < a->argc; i++) {
 		if ((ec = check_serial(a->argv[i])))
 			return ec;
+		/* A device login with the name of a broker login would shadow it (the edgetrust
+		 * plugin answers before dynamic security). */
+		if (!strcmp(a->argv[i], DYNSEC_CLOUD_USER) || !strcmp(a->argv[i], DYNSEC_BOOTSTRAP_USER)) {
+			cl_log(CL_ERR, "'%s' is reserved for a broker login; it cannot be a serial",
+			       a->argv[i]);
+			return EC_INPUT;
+		}
+	}
 	if (a->dur && parse_duration(a->dur, &dur) < 0) {
 		cl_log(CL_ERR, "invalid --for '%s': use N, Ns, Nm, Nh or Nd", a->dur);
 		return EC_INPUT;
@@ -804,16 +818,44 @@ static int cmd_init_broker(struct args *a)
 		if ((ec = write_file_0600(path, data[i], a->force)))
 			goto out;
 	}
-	char conf[8192];
+	char conf[16384], regplug[8192] = "", dbabs[4096];
+	if (a->serve.accounts == ACCOUNTS_REGISTRY) {
+		/* mosquitto runs elsewhere: a relative SQLite path would name another file there */
+		if (strncmp(a->db, "postgresql://", 13) && strncmp(a->db, "postgres://", 11) &&
+		    a->db[0] != '/') {
+			char cwd[2048];
+			if (!getcwd(cwd, sizeof(cwd))) {
+				cl_log(CL_ERR, "cannot resolve --db %s: %s", a->db, strerror(errno));
+				ec = EC_FILE;
+				goto out;
+			}
+			snprintf(dbabs, sizeof(dbabs), "%s/%s", cwd, a->db);
+			a->db = dbabs;
+		}
+		if (strchr(a->db, '\n') || strchr(a->plugin, '\n')) {
+			cl_log(CL_ERR, "--db and --plugin must be one line each");
+			ec = EC_INPUT;
+			goto out;
+		}
+		/* First: it answers for device logins and defers everything else to dynamic
+		 * security (mosquitto asks plugins in the order they are configured). */
+		snprintf(regplug, sizeof(regplug),
+			 "# device logins: edgetrust plugin, reading the registry (serve --accounts registry)\n"
+			 "plugin %s\n"
+			 "plugin_opt_registry %s\n"
+			 "# the cloud, bootstrap and admin logins: dynamic security\n",
+			 a->plugin, a->db);
+	}
 	snprintf(conf, sizeof(conf),
 		 "# mosquitto configuration lines for edgetrust (include from mosquitto.conf)\n"
 		 "per_listener_settings false\n"
 		 "allow_anonymous false\n"
+		 "%s"
 		 "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\n"
 		 "plugin_opt_config_file %s/dynamic-security.json\n"
 		 "# registration bursts: let the cloud's queue grow instead of dropping requests\n"
 		 "max_queued_messages 100000\n",
-		 a->dir);
+		 regplug, a->dir);
 	snprintf(path, sizeof(path), "%s/mosquitto-edgetrust.conf", a->dir);
 	if ((ec = write_file_0600(path, conf, a->force)))
 		goto out;
@@ -842,10 +884,10 @@ static const int o_json[] = { O_DB, O_LOG, O_JSON, 0 };
 static const int o_act[] = { O_DB, O_LOG, O_FOR, 0 };
 static const int o_tele[] = { O_DB, O_LOG, O_JSON, O_SINCE, O_LIMIT, 0 };
 static const int o_audit[] = { O_DB, O_LOG, O_JSON, O_LIMIT, 0 };
-static const int o_init[] = { O_DIR, O_FORCE, O_LOG, 0 };
+static const int o_init[] = { O_DIR, O_FORCE, O_LOG, O_ACCOUNTS, O_DB, O_PLUGIN, 0 };
 static const int o_serve[] = { O_DB, O_LOG, O_INSTANCE, O_BHOST, O_BPORT, O_BUSER, O_BPWF,
 			       O_BTLS, O_BCAFILE, O_BCAPATH, O_PHOST, O_PPORT, O_PTLS, O_PNOTLS,
-			       O_DEVCA, O_AUTO, O_BATCH, O_POLL, 0 };
+			       O_DEVCA, O_AUTO, O_BATCH, O_POLL, O_ACCOUNTS, 0 };
 
 static const struct cmd commands[] = {
 	{ "activate", cmd_activate, 1, 1000000, "activate SERIAL... [--for DURATION]",
@@ -874,10 +916,13 @@ static const struct cmd commands[] = {
 	  "Stored readings of a device, in sequence order.", o_tele },
 	{ "audit", cmd_audit, 0, 1, "audit [SERIAL] [--json] [--limit N]",
 	  "The audit log: every change to the registry, who made it and when.", o_audit },
-	{ "init-broker", cmd_init_broker, 0, 0, "init-broker --dir DIR [--force]",
+	{ "init-broker", cmd_init_broker, 0, 0,
+	  "init-broker --dir DIR [--accounts registry|dynsec] [--db URL] [--plugin PATH] [--force]",
 	  "Write dynamic-security.json for a fresh mosquitto (login `edgetrust-cloud` for serve,\n"
 	  "login `bootstrap` allowed only the registration topics, everything else denied), the\n"
-	  "two passwords as 0600 files, and mosquitto-edgetrust.conf. Prints the paths.", o_init },
+	  "two passwords as 0600 files, and mosquitto-edgetrust.conf (with --accounts registry,\n"
+	  "the default, it loads the edgetrust plugin reading device logins from --db first).\n"
+	  "Prints the paths.", o_init },
 	{ "serve", cmd_serve, 0, 0, "serve [options]",
 	  "Run the service: registrations, credential delivery, operator changes, telemetry,\n"
 	  "settings and status. Any number of instances may share one PostgreSQL database.", o_serve },
@@ -949,10 +994,12 @@ int main(int argc, char **argv)
 	}
 	gethostname(host, sizeof(host) - 1);
 	a.db = DEFAULT_DB;
+	a.plugin = ET_BROKER_PLUGIN;
 	a.limit = 1000;
 	a.serve = (struct serve_opts){ .instance = host, .broker_host = "127.0.0.1", .broker_port = 1883,
 				       .broker_user = DYNSEC_CLOUD_USER, .public_tls = -1,
-				       .batch_max = 500, .poll_ms = 1000 };
+				       .batch_max = 500, .poll_ms = 1000,
+				       .accounts = ACCOUNTS_REGISTRY };
 	argc--;
 	argv++;
 	opterr = 0;
@@ -1019,6 +1066,15 @@ int main(int argc, char **argv)
 				goto bad_value;
 			a.serve.poll_ms = (int)v;
 			break;
+		case O_ACCOUNTS:
+			if (!strcmp(optarg, "registry"))
+				a.serve.accounts = ACCOUNTS_REGISTRY;
+			else if (!strcmp(optarg, "dynsec"))
+				a.serve.accounts = ACCOUNTS_DYNSEC;
+			else
+				goto bad_value;
+			break;
+		case O_PLUGIN: a.plugin = optarg; break;
 		}
 		continue;
 bad_value:

@@ -47,7 +47,20 @@ static const char *const migration_1[] = {
 	" PRIMARY KEY (serial, seq))",
 	NULL,
 };
-static const char *const *const migrations[] = { migration_1 };
+/* Device broker logins for `serve --accounts registry`, read by the edgetrust mosquitto plugin
+ * (src/cloud/broker-plugin). Written in the same transaction as the credential it belongs to.
+ * hash/cred_version: the current password; prev_hash/prev_version: the one before a rotation,
+ * valid until the device reports the new version in its status (docs/protocol.md). */
+static const char *const migration_2[] = {
+	"CREATE TABLE broker_accounts ("
+	" username TEXT PRIMARY KEY, client_id TEXT NOT NULL,"
+	" enabled INTEGER NOT NULL,"
+	" cred_version BIGINT NOT NULL, hash TEXT NOT NULL,"
+	" prev_version BIGINT NOT NULL DEFAULT 0, prev_hash TEXT,"
+	" updated_at BIGINT NOT NULL)",
+	NULL,
+};
+static const char *const *const migrations[] = { migration_1, migration_2 };
 
 int64_t reg_now(void)
 {
@@ -397,4 +410,64 @@ int reg_telemetry_insert(reg *r, const char *serial, int64_t seq, int64_t ts, co
 				" CAST(? AS DOUBLE PRECISION), ?, ?, CAST(? AS BIGINT))"
 				" ON CONFLICT DO NOTHING",
 				9, p, ret_inserted);
+}
+
+int reg_account_issue(reg *r, const char *serial, const char *hash, int64_t version, bool keep_prev)
+{
+	char vb[24], tb[24];
+	const char *p[] = { serial, serial, reg_i64(version, vb), hash, reg_i64(reg_now(), tb),
+			    keep_prev ? "1" : "0", keep_prev ? "1" : "0" };
+	/* SET expressions see the row as it was, so the old current becomes the previous one. */
+	return cdb_exec(r->db,
+			"INSERT INTO broker_accounts (username, client_id, enabled, cred_version, hash,"
+			" prev_version, prev_hash, updated_at) VALUES (?, ?, 1, CAST(? AS BIGINT), ?, 0,"
+			" NULL, CAST(? AS BIGINT)) ON CONFLICT (username) DO UPDATE SET enabled = 1,"
+			" client_id = excluded.client_id,"
+			" prev_version = CASE WHEN CAST(? AS INTEGER) = 1 AND broker_accounts.enabled = 1"
+			" THEN broker_accounts.cred_version ELSE 0 END,"
+			" prev_hash = CASE WHEN CAST(? AS INTEGER) = 1 AND broker_accounts.enabled = 1"
+			" THEN broker_accounts.hash ELSE NULL END,"
+			" cred_version = excluded.cred_version, hash = excluded.hash,"
+			" updated_at = excluded.updated_at",
+			7, p);
+}
+
+int reg_account_disable(reg *r, const char *serial)
+{
+	char tb[24];
+	const char *p[] = { reg_i64(reg_now(), tb), serial };
+	return cdb_exec(r->db,
+			"UPDATE broker_accounts SET enabled = 0, prev_hash = NULL, prev_version = 0,"
+			" updated_at = CAST(? AS BIGINT) WHERE username = ?",
+			2, p);
+}
+
+int reg_account_confirm(reg *r, const char *serial, int64_t version, long *ret_changed)
+{
+	char vb[24], tb[24];
+	const char *p[] = { reg_i64(reg_now(), tb), serial, reg_i64(version, vb) };
+	return cdb_exec_changes(r->db,
+				"UPDATE broker_accounts SET prev_hash = NULL, prev_version = 0,"
+				" updated_at = CAST(? AS BIGINT) WHERE username = ? AND prev_hash IS NOT NULL"
+				" AND cred_version <= CAST(? AS BIGINT)",
+				3, p, ret_changed);
+}
+
+int reg_cred_fpr(reg *r, const char *serial, int64_t version, char ret[65])
+{
+	char vb[24];
+	const char *p[] = { serial, reg_i64(version, vb) };
+	cdb_rows *rows = NULL;
+	int rc = cdb_query(r->db,
+			   "SELECT fingerprint FROM credentials WHERE serial = ? AND version = CAST(? AS BIGINT)",
+			   2, p, &rows);
+	if (rc != CDB_OK)
+		return rc;
+	if (rows->nrows == 0 || !cdb_cell(rows, 0, 0)) {
+		cdb_rows_free(rows);
+		return REG_NOTFOUND;
+	}
+	snprintf(ret, 65, "%s", cdb_cell(rows, 0, 0));
+	cdb_rows_free(rows);
+	return CDB_OK;
 }

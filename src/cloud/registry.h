@@ -12,7 +12,7 @@
 
 #include "db.h"
 
-#define REG_SCHEMA_VERSION 1
+#define REG_SCHEMA_VERSION 2
 
 enum { REG_NOTFOUND = 1 };
 
@@ -78,6 +78,15 @@ int reg_cred_insert(reg *r, const char *serial, int64_t version, const char *fpr
 /* Envelope (base64) of a version; *ret malloc'd. REG_NOTFOUND if absent. */
 int reg_cred_get(reg *r, const char *serial, int64_t version, char **ret);
 int reg_cred_count(reg *r, const char *serial, long *ret);
+
+/* Broker accounts (serve --accounts registry). issue: set the current password hash of a
+ * version and enable the login; keep_prev keeps the replaced hash valid (rotation) until
+ * reg_account_confirm() sees the device use a version >= the current one. */
+int reg_account_issue(reg *r, const char *serial, const char *hash, int64_t version, bool keep_prev);
+int reg_account_disable(reg *r, const char *serial);
+int reg_account_confirm(reg *r, const char *serial, int64_t version, long *ret_changed);
+/* Fingerprint of the key a credential version was sealed to. REG_NOTFOUND if absent. */
+int reg_cred_fpr(reg *r, const char *serial, int64_t version, char ret[65]);
 
 int reg_telemetry_insert(reg *r, const char *serial, int64_t seq, int64_t ts, const char *device,
 			 const char *point, const char *value, const char *unit, const char *q,

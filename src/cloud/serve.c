@@ -10,6 +10,11 @@
  * published. If anything fails before the commit, the broker holds a password nobody knows and
  * the next attempt replaces it.
  *
+ * With --accounts registry (the default) a device's broker login is a row in broker_accounts,
+ * written in the same transaction as its credential and checked by the edgetrust mosquitto
+ * plugin, so issuing a login costs one SQL statement instead of a dynamic-security command
+ * (which rewrites the plugin's whole JSON file in the broker's only thread).
+ *
  * Operator commands (accept, reject, revoke, rotate, settings) only change the database and mark
  * the device dirty; serve polls for dirty devices and does the broker side. So the operator's
  * command line needs no broker login, and nothing is lost while serve is down.
@@ -25,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acct.h"
 #include "dynsec.h"
 #include "edgetrust/edgetrust.h"
 #include "exitcodes.h"
@@ -70,6 +76,7 @@ struct item {
 	bool make_role;         /* activated: create the device's role ahead of registration */
 	bool publish_desired;
 	bool is_rotation;
+	bool keep_prev;         /* registry accounts: the old password stays valid until confirmed */
 	int64_t version;
 	char password[33];
 	char *envelope;         /* base64, malloc'd */
@@ -93,13 +100,14 @@ static bool has_login(const struct device *d)
 	return !strcmp(d->broker_state, BR_ENABLED);
 }
 
-static int needs_work(const struct device *d)
+static int needs_work(const struct server *s, const struct device *d)
 {
 	if (!strcmp(d->state, ST_ACCEPTED) && d->pubkey_pem && d->issued_version < d->cred_version)
 		return 1;
 	if (!strcmp(d->state, ST_REVOKED) && has_login(d))
 		return 1;
-	if (!strcmp(d->state, ST_ACTIVATED) && !strcmp(d->broker_state, BR_NONE))
+	if (s->o->accounts == ACCOUNTS_DYNSEC && !strcmp(d->state, ST_ACTIVATED) &&
+	    !strcmp(d->broker_state, BR_NONE))
 		return 1;
 	if ((!strcmp(d->state, ST_REVOKED) || !strcmp(d->state, ST_REJECTED)) && !d->replied)
 		return 1;
@@ -190,7 +198,6 @@ static void decide_register(struct server *s, struct item *it, int64_t now)
 static void decide_work(struct server *s, struct item *it)
 {
 	struct device *d = &it->dev;
-	(void)s;
 
 	if (!strcmp(d->state, ST_ACCEPTED) && d->pubkey_pem && d->issued_version < d->cred_version) {
 		it->issue = true;
@@ -214,7 +221,8 @@ static void decide_work(struct server *s, struct item *it)
 		it->publish_desired = true;
 	/* Prepare the device's role when the serial is activated, so that the registration itself
 	 * costs the broker one command (each dynamic-security command rewrites its whole file). */
-	if (!strcmp(d->state, ST_ACTIVATED) && !strcmp(d->broker_state, BR_NONE))
+	if (s->o->accounts == ACCOUNTS_DYNSEC && !strcmp(d->state, ST_ACTIVATED) &&
+	    !strcmp(d->broker_state, BR_NONE))
 		it->make_role = true;
 }
 
@@ -422,6 +430,57 @@ out:
 	return r;
 }
 
+/* Registry accounts: the broker side is rows in broker_accounts, in the caller's transaction.
+ * A rotation to a new version for the same key keeps the old password valid (dual login) until
+ * the device reports the new version; a new key (re-key) or a revoked login does not. */
+static int apply_accounts(struct server *s, struct item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct item *it = &items[i];
+		if (it->issue && !it->failed) {
+			char hash[ACCT_HASH_LEN], fpr[65] = "";
+			if (acct_hash(it->password, hash) < 0) {
+				cl_log(CL_ERR, "%s: no randomness for a password hash", it->serial);
+				it->failed = true;
+				continue;
+			}
+			if (it->is_rotation && !strcmp(it->dev.broker_state, BR_ENABLED)) {
+				int rc = reg_cred_fpr(s->r, it->serial, it->dev.issued_version, fpr);
+				if (rc < 0)
+					return -1;
+				it->keep_prev = rc == CDB_OK && !strcasecmp(fpr, it->dev.fpr);
+			}
+			if (reg_account_issue(s->r, it->serial, hash, it->version, it->keep_prev) != CDB_OK)
+				return -1;
+		} else if (it->disable) {
+			if (reg_account_disable(s->r, it->serial) != CDB_OK)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* Registry accounts: disconnect revoked devices (the plugin calls
+ * mosquitto_kick_client_by_username). Their next login is refused by the database. */
+static void publish_kicks(struct server *s, struct item *items, size_t n)
+{
+	cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "kick");
+	size_t k = 0;
+	char *t;
+
+	for (size_t i = 0; i < n; i++)
+		if (items[i].disable && !items[i].failed) {
+			cJSON_AddItemToArray(arr, cJSON_CreateString(items[i].serial));
+			k++;
+		}
+	cJSON_AddNumberToObject(o, "v", 1);
+	t = k ? cJSON_PrintUnformatted(o) : NULL;
+	if (t)
+		mq_publish(s->mq, SERVE_CONTROL_TOPIC, t, strlen(t), 1, false);
+	free(t);
+	cJSON_Delete(o);
+}
+
 static void publish_results(struct server *s, struct item *items, size_t n)
 {
 	char topic[160];
@@ -498,7 +557,10 @@ static int process_round(struct server *s, struct item *items, size_t n)
 			it->failed = true;
 	}
 	cl_log(CL_DEBUG, "batch: rows locked and envelopes sealed");
-	apply_broker(s, items, n);
+	if (s->o->accounts == ACCOUNTS_DYNSEC)
+		apply_broker(s, items, n);
+	else if (apply_accounts(s, items, n) < 0)
+		goto dberr;
 	cl_log(CL_DEBUG, "batch: broker logins applied");
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
@@ -539,7 +601,7 @@ static int process_round(struct server *s, struct item *items, size_t n)
 			d->desired_published = d->desired_version;
 			it->changed = true;
 		}
-		int dirty = needs_work(d);
+		int dirty = needs_work(s, d);
 		if (dirty != d->dirty) {
 			d->dirty = dirty;
 			it->changed = true;
@@ -554,6 +616,8 @@ static int process_round(struct server *s, struct item *items, size_t n)
 	}
 	cl_log(CL_DEBUG, "batch: committed");
 	publish_results(s, items, n);
+	if (s->o->accounts == ACCOUNTS_REGISTRY)
+		publish_kicks(s, items, n);
 	for (size_t i = 0; i < n; i++) {
 		struct item *it = &items[i];
 		if (it->issue && !it->failed) {
@@ -603,7 +667,7 @@ static void process_items(struct server *s, struct item *items, size_t n)
 				it->status = NULL;
 				it->reason[0] = '\0';
 				it->issue = it->disable = it->publish_desired = it->failed = false;
-				it->make_role = false;
+				it->make_role = it->keep_prev = false;
 				it->changed = it->have_dev = it->is_rotation = it->retain = false;
 			}
 			if (rc != CDB_RETRY)
@@ -625,6 +689,29 @@ static void refuse_now(struct server *s, const char *serial, const char *reason,
 	if (reply)
 		mq_publish(s->mq, t, reply, strlen(reply), 1, false);
 	free(reply);
+}
+
+/* Registry accounts: a device reporting the current credential version in its status has
+ * switched to it, so the password before the rotation stops working. */
+static void confirm_cred_version(struct server *s, const char *serial, const cJSON *status)
+{
+	const cJSON *cv = cJSON_GetObjectItemCaseSensitive(status, "cred_version");
+	long changed = 0;
+	char detail[48];
+
+	if (s->o->accounts != ACCOUNTS_REGISTRY || !cJSON_IsNumber(cv) || cv->valuedouble < 1 ||
+	    cv->valuedouble > 4294967295.0)
+		return;
+	if (reg_account_confirm(s->r, serial, (int64_t)cv->valuedouble, &changed) != CDB_OK) {
+		cl_log(CL_ERR, "%s: broker account update: %s", serial, cdb_errmsg(s->r->db));
+		return;
+	}
+	if (changed) {
+		snprintf(detail, sizeof(detail), "device uses version %.0f", cv->valuedouble);
+		reg_audit(s->r, serial, "rotate-confirmed", detail);
+		cl_log(CL_INFO, "%s: credential version %.0f in use; the previous password no longer "
+				"works", serial, cv->valuedouble);
+	}
 }
 
 static void handle_data(struct server *s, const char *serial, const char *kind,
@@ -699,6 +786,7 @@ static void handle_data(struct server *s, const char *serial, const char *kind,
 				    4, p) != CDB_OK)
 			cl_log(CL_ERR, "%s: status update: %s", serial, cdb_errmsg(s->r->db));
 		free(txt);
+		confirm_cred_version(s, serial, root);
 	} else {
 		char *txt = cJSON_PrintUnformatted(root);
 		const char *p[] = { txt, reg_i64(reg_now(), tb), serial };
@@ -901,8 +989,9 @@ int cloud_serve(const struct serve_opts *o)
 		ec = EC_BROKER;
 		goto out;
 	}
-	cl_log(CL_INFO, "serving (database %s, auto-accept %s)", s.r->db->ops->name,
-	       o->auto_accept ? "on" : "off");
+	cl_log(CL_INFO, "serving (database %s, auto-accept %s, device logins in %s)",
+	       s.r->db->ops->name, o->auto_accept ? "on" : "off",
+	       o->accounts == ACCOUNTS_DYNSEC ? "dynamic security" : "the registry");
 
 	int64_t next_poll = 0;
 	while (!stop_flag) {

@@ -5,6 +5,15 @@
 
 #include <stdbool.h>
 
+/* Where device broker logins live (docs/edgetrust-cloud.md, --accounts). */
+enum serve_accounts {
+	ACCOUNTS_REGISTRY, /* table broker_accounts, checked by the edgetrust mosquitto plugin */
+	ACCOUNTS_DYNSEC,   /* mosquitto's dynamic-security plugin (one command per login) */
+};
+
+/* The plugin's control topic: {"v":1,"kick":["SERIAL",...]} disconnects those device logins. */
+#define SERVE_CONTROL_TOPIC "$CONTROL/edgetrust/v1"
+
 struct serve_opts {
 	const char *db_url;
 	const char *instance;
@@ -22,6 +31,7 @@ struct serve_opts {
 	bool auto_accept;
 	int batch_max;
 	int poll_ms;
+	enum serve_accounts accounts;
 };
 
 int cloud_serve(const struct serve_opts *o);

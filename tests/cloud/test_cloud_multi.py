@@ -60,8 +60,9 @@ class MultiInstanceTest(unittest.TestCase):
             self.assertEqual({r[1] for r in rows}, {"1"})
             issues = c.pg.psql("SELECT COUNT(*) FROM audit WHERE action = 'issue'")
             self.assertEqual(issues, [[str(N)]])
-            dyn = c.dynsec_clients()
-            self.assertEqual(len([u for u in dyn if u.startswith("SN-M")]), N)
+            logins = c.device_logins()
+            self.assertEqual(len([u for u in logins if u.startswith("SN-M")]), N)
+            self.assertEqual({c.accounts()[d.serial]["cred_version"] for d in devs}, {1})
             # the shared subscription split the requests between the instances
             for i in range(3):
                 self.assertRegex(c.serve_log_text(i), r"SN-M\d+: (credentials|registration)",

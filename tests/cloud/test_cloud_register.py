@@ -1,6 +1,8 @@
-"""Registration, credentials and isolation against a real mosquitto + dynamic security, on
-SQLite or PostgreSQL (--db=...): activate, register, accept, open the envelope, log in; device
-A cannot touch device B; bootstrap sees no data; revoke, rotate, re-key, unknown serial,
+"""Registration, credentials and isolation against a real mosquitto, on SQLite or PostgreSQL
+(--db=...), with device logins in the registry checked by the edgetrust plugin or in dynamic
+security (--accounts=registry|dynsec): activate, register, accept, open the envelope, log in;
+device A cannot touch device B; bootstrap sees no data; revoke, rotate (registry: without a
+kick, old password valid until the device reports the new version), re-key, unknown serial,
 expired activation; telemetry de-duplication, settings and status."""
 import base64
 import json
@@ -16,7 +18,8 @@ from etfix import main
 class RegisterTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.c = CloudStack(db=cloudtest.BACKEND, pg_fsync=False).start()
+        cls.c = CloudStack(db=cloudtest.BACKEND, pg_fsync=False,
+                           accounts=cloudtest.ACCOUNTS).start()
         cls.clients = []
 
     @classmethod
@@ -75,6 +78,21 @@ class RegisterTest(unittest.TestCase):
         self.assertNotIn(creds["password"], json.dumps(self.c.device("SN-A1")))
         with open(self.c.dynsec_file) as f:
             self.assertNotIn(creds["password"], f.read())
+        if cloudtest.ACCOUNTS == "registry":
+            self.assertEqual(self.c.accounts()["SN-A1"],
+                             {"enabled": True, "cred_version": 1, "prev_version": 0, "has_prev": False})
+            sql = "SELECT hash FROM broker_accounts WHERE username = 'SN-A1'"
+            if self.c.pg:
+                h = self.c.pg.psql(sql)[0][0]
+            else:
+                import sqlite3
+                con = sqlite3.connect(self.c.db_url)
+                h = con.execute(sql).fetchone()[0]
+                con.close()
+            self.assertRegex(h, r"^s256\$[0-9a-f]{32}\$[0-9a-f]{64}$")
+            self.assertNotIn(creds["password"], h)
+        else:
+            self.assertIn("SN-A1", self.c.dynsec_clients())
         self.login(creds)
         # a wrong client id is refused even with the right password
         with self.assertRaises(ConnectionRefusedError):
@@ -112,7 +130,9 @@ class RegisterTest(unittest.TestCase):
         # (which would make it delete readings the cloud never stored)
         for t in ("et/v1/SN-ISO-B/telemetry", "et/v1/SN-ISO-B/settings/desired",
                   "et/v1/SN-ISO-B/creds", "et/v1/SN-ISO-A/settings/desired",
-                  "et/v1/SN-ISO-A/telemetry/ack", "et/v1/SN-ISO-B/telemetry/ack"):
+                  "et/v1/SN-ISO-A/telemetry/ack", "et/v1/SN-ISO-B/telemetry/ack",
+                  "et/v1/SN-ISO-A/creds", "et/v1/SN-ISO-A/register/reply", "et/v1/SN-ISO-A",
+                  "$CONTROL/edgetrust/v1"):
             a.publish(t, json.dumps({"v": 1, "evil": True, "ranges": [[1, 1000]]}), qos=1)
         a.publish("et/v1/SN-ISO-A/status", json.dumps({"v": 1, "online": True}), qos=1)
         m = wait_message(spy, "et/v1/SN-ISO-A/status", 10)
@@ -159,9 +179,12 @@ class RegisterTest(unittest.TestCase):
         self.assertEqual(r["status"], "revoked")
         self.assertEqual(dev.register(self.c)["status"], "revoked")
         self.assertEqual(self.c.device("SN-REV")["broker"], "disabled")
+        self.assertEqual(self.c.device_logins()["SN-REV"], False)
         self.assertEqual(self.c.cli("rotate", "SN-REV").returncode, 4)
 
     def test_rotate(self):
+        if cloudtest.ACCOUNTS == "registry":
+            return self.rotate_without_kick()
         dev, creds, _ = self.onboard("SN-ROT")
         cl = self.login(creds)
         self.assertTrue(subscribe_granted(cl, "et/v1/SN-ROT/creds"))
@@ -184,6 +207,48 @@ class RegisterTest(unittest.TestCase):
         cl2 = self.login(new_creds)
         self.assertTrue(cl2.is_connected())
         self.assertEqual(self.c.device("SN-ROT")["credentials_issued"], 2)
+
+    def rotate_without_kick(self):
+        """Registry accounts: the connected device gets the new envelope on .../creds and stays
+        online; the old password works until the device reports the new version in its
+        status, then it is refused. No kick, no re-registration."""
+        dev, creds, _ = self.onboard("SN-ROT")
+        cl = self.login(creds)
+        self.assertTrue(subscribe_granted(cl, "et/v1/SN-ROT/creds"))
+        self.assertEqual(self.c.cli("rotate", "SN-ROT").returncode, 0)
+        m = wait_message(cl, "et/v1/SN-ROT/creds", 15)
+        self.assertIsNotNone(m, self.c.serve_log_text()[-2000:])
+        body = json.loads(m.payload)
+        self.assertEqual(body["cred_version"], 2)
+        new_creds = dev.open(body["envelope"])
+        self.assertEqual(new_creds["cred_version"], 2)
+        self.assertNotEqual(new_creds["password"], creds["password"])
+        time.sleep(0.5)
+        self.assertTrue(cl.is_connected(), "rotation disconnected the device")
+        self.assertEqual(self.c.accounts()["SN-ROT"],
+                         {"enabled": True, "cred_version": 2, "prev_version": 1, "has_prev": True})
+        # the device logs in with the new password (taking over its own session) ...
+        cl2 = self.login(new_creds)
+        # ... and the old one still works until the device reports version 2
+        cl_old = self.login(creds)
+        cl_old.loop_stop()
+        cl_old.disconnect()
+        cl2 = self.login(new_creds)
+        cl2.publish("et/v1/SN-ROT/status",
+                    json.dumps({"v": 1, "online": True, "cred_version": 2}), qos=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.c.accounts()["SN-ROT"]["has_prev"]:
+            time.sleep(0.1)
+        self.assertEqual(self.c.accounts()["SN-ROT"],
+                         {"enabled": True, "cred_version": 2, "prev_version": 0, "has_prev": False})
+        with self.assertRaises(ConnectionRefusedError):
+            self.c.mqtt(creds["username"], creds["password"], creds["client_id"])
+        # the refused old login did not disturb the device's session
+        time.sleep(0.3)
+        self.assertTrue(cl2.is_connected())
+        self.assertEqual(self.c.device("SN-ROT")["credentials_issued"], 2)
+        self.assertIn("rotate-confirmed",
+                      [e["action"] for e in self.c.cli("audit", "SN-ROT", "--json", json_out=True)])
 
     def test_unknown_and_expired(self):
         dev = SoftDevice("SN-UNKNOWN")
@@ -233,7 +298,7 @@ class RegisterTest(unittest.TestCase):
         self.assertEqual(self.c.cli("reject", "SN-REJ").returncode, 0)
         self.assertEqual(rej.wait_reply(self.c, status="rejected")["status"], "rejected")
         self.assertEqual(rej.register(self.c)["status"], "rejected")
-        self.assertNotIn("SN-REJ", self.c.dynsec_clients())
+        self.assertNotIn("SN-REJ", self.c.device_logins())
 
     def test_serve_restart(self):
         """What devices send while serve is down is stored when it is back (persistent session

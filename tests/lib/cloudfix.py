@@ -12,12 +12,17 @@
         creds = dev.open(reply["envelope"])       # the credentials dict (docs/protocol.md)
         cl = c.mqtt(creds["username"], creds["password"], creds["client_id"])  # paho client or error
 
-Options: instances=3 (serve processes i0..i2 sharing the subscription), auto_accept=True,
+Options: accounts="registry" (default, as serve: device logins in the registry, checked by the
+edgetrust mosquitto plugin loaded before dynamic security) or "dynsec" (device logins in
+mosquitto's dynamic security), instances=3 (serve processes i0..i2 sharing the subscription), auto_accept=True,
 serve_args=[...] (extra serve options), start_serve=False (start later with c.start_serve(i),
 or build your own from c.serve_cmd(i)), broker_extra="mosquitto.conf lines" (e.g. a TLS
 listener), pg_fsync=False (faster PostgreSQL for tests), log_level="debug". c.db_url is the
 registry (a SQLite path or postgresql://...), c.cloud_password_file the serve login,
-c.dynsec_clients() the broker's logins, c.device(serial) the registry's view (show --json).
+c.dynsec_clients() the dynamic-security logins, c.device_logins() the device logins of either
+mode ({serial: enabled}), c.accounts() the broker_accounts rows, c.device(serial) the
+registry's view (show --json). Under ASan the plugin (built with the sanitizer) is loaded into
+Debian's mosquitto with LD_PRELOAD of the sanitizer runtime (see plugin_env()).
 Each stack has its own temp dir, free ports, its own mosquitto and database; serve logs are
 at c.serve_log(i). Leaving the `with` stops serve (SIGTERM; c.serve_exit_codes) and the rest.
 """
@@ -36,11 +41,35 @@ from etfix import Mosquitto, TempDir, binary, run, stop_process
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
 
+def edgetrust_plugin():
+    return os.path.join(etfix.BUILD, "src", "cloud", "broker-plugin", "edgetrust_auth.so")
+
+
+def plugin_env():
+    """Environment for a mosquitto that loads our plugin. Debian's mosquitto is not built with
+    AddressSanitizer; a plugin that is (the ASan build) needs the sanitizer runtime loaded
+    first, so we preload it. The broker's own leaks are not ours: leak detection is off for
+    the broker process (our code in it is still checked for memory errors and UB)."""
+    env = dict(os.environ)
+    p = subprocess.run(["ldd", edgetrust_plugin()], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    libs = [line.split("=>")[1].split("(")[0].strip() for line in p.stdout.splitlines()
+            if "=>" in line and ("libasan" in line or "libubsan" in line)]
+    libs = [l for l in libs if l and os.path.exists(l)]
+    if libs:
+        env["LD_PRELOAD"] = ":".join(sorted(libs, key=lambda l: "libasan" not in l))
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0:verify_asan_link_order=0"
+    return env
+
+
 class CloudStack:
     def __init__(self, db="sqlite", auto_accept=False, instances=1, serve_args=(),
-                 pg_fsync=True, start_serve=True, log_level="info", broker_extra=""):
+                 pg_fsync=True, start_serve=True, log_level="info", broker_extra="",
+                 accounts="registry"):
         assert db in ("sqlite", "postgresql")
+        assert accounts in ("registry", "dynsec")
         self.db = db
+        self.accounts_mode = accounts
         self.auto_accept = auto_accept
         self.instances = instances
         self.serve_args = list(serve_args)
@@ -68,16 +97,22 @@ class CloudStack:
         p = run([binary("edgetrust-cloud"), "init-broker", "--dir", self.broker_dir])
         if p.returncode != 0:
             raise RuntimeError(f"init-broker failed: {p.err}")
-        extra = (f"plugin {DYNSEC_PLUGIN}\n"
-                 f"plugin_opt_config_file {self.broker_dir}/dynamic-security.json\n"
-                 "max_queued_messages 200000\nmax_inflight_messages 1000\n" + self.broker_extra)
-        self.mqtt_broker = Mosquitto(extra=extra, tmp=TempDir("et-mqtt-")).start()
         if self.db == "postgresql":
             from pg import Postgres
             self.pg = Postgres(fsync=self.pg_fsync).start()
             self.db_url = self.pg.url
         else:
             self.db_url = self.tmp.join("registry.db")
+        extra = ""
+        env = None
+        if self.accounts_mode == "registry":
+            # first: device logins; everything else defers to dynamic security
+            extra = f"plugin {edgetrust_plugin()}\nplugin_opt_registry {self.db_url}\n"
+            env = plugin_env()
+        extra += (f"plugin {DYNSEC_PLUGIN}\n"
+                  f"plugin_opt_config_file {self.broker_dir}/dynamic-security.json\n"
+                  "max_queued_messages 200000\nmax_inflight_messages 1000\n" + self.broker_extra)
+        self.mqtt_broker = Mosquitto(extra=extra, tmp=TempDir("et-mqtt-"), env=env).start()
         if self.start_serve_flag:
             for i in range(self.instances):
                 self.start_serve(i)
@@ -87,7 +122,8 @@ class CloudStack:
                 "--instance", f"i{i}", "--broker-host", "127.0.0.1",
                 "--broker-port", str(self.broker_port),
                 "--broker-password-file", self.cloud_password_file,
-                "--public-no-tls", "--poll-ms", "200", "--log-level", self.log_level]
+                "--public-no-tls", "--poll-ms", "200", "--log-level", self.log_level,
+                "--accounts", self.accounts_mode]
         if self.auto_accept:
             args.append("--auto-accept")
         return args + self.serve_args
@@ -194,6 +230,30 @@ class CloudStack:
         """Usernames in the broker's dynamic-security file (the plugin rewrites it on change)."""
         with open(self.dynsec_file) as f:
             return {c["username"]: c for c in json.load(f)["clients"]}
+
+    def accounts(self):
+        """broker_accounts rows: {username: {"enabled", "cred_version", "prev_version",
+        "has_prev"}} (registry mode; empty in dynsec mode)."""
+        sql = ("SELECT username, enabled, cred_version, prev_version,"
+               " CASE WHEN prev_hash IS NULL THEN 0 ELSE 1 END FROM broker_accounts")
+        if self.pg:
+            rows = self.pg.psql(sql)
+        else:
+            import sqlite3
+            con = sqlite3.connect(self.db_url)
+            try:
+                rows = con.execute(sql).fetchall()
+            finally:
+                con.close()
+        return {r[0]: {"enabled": int(r[1]) == 1, "cred_version": int(r[2]),
+                       "prev_version": int(r[3]), "has_prev": int(r[4]) == 1} for r in rows}
+
+    def device_logins(self):
+        """{username: enabled} of the device logins the broker knows, in either mode."""
+        if self.accounts_mode == "registry":
+            return {u: a["enabled"] for u, a in self.accounts().items()}
+        return {u: not c.get("disabled", False) for u, c in self.dynsec_clients().items()
+                if u not in ("edgetrust-cloud", "bootstrap")}
 
     # --- MQTT helpers ----------------------------------------------------------------------
     def mqtt(self, username, password, client_id, timeout=10):

@@ -166,8 +166,9 @@ class Mosquitto:
 
     DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
-    def __init__(self, extra="", allow_anonymous=False, tmp=None):
+    def __init__(self, extra="", allow_anonymous=False, tmp=None, env=None):
         self.tmp = tmp or TempDir("et-mqtt-")
+        self.env = env  # environment of the broker process (None: inherited)
         self.extra = extra
         self.allow_anonymous = allow_anonymous
         self.proc = None
@@ -184,7 +185,7 @@ class Mosquitto:
                         f"persistence true\npersistence_location {self.tmp.path}/\n"
                         f"log_dest file {self.tmp.join('mosquitto.log')}\nlog_type all\n"
                         f"{self.extra}\n")
-            self.proc = subprocess.Popen(["mosquitto", "-c", conf],
+            self.proc = subprocess.Popen(["mosquitto", "-c", conf], env=self.env,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if wait_port(self.port, 10, self.proc):
                 return self
@@ -195,7 +196,8 @@ class Mosquitto:
         stop_process(self.proc)
         port = self.port
         self.proc = subprocess.Popen(["mosquitto", "-c", self.tmp.join("mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
         if not wait_port(port, 10, self.proc):
             raise RuntimeError("mosquitto did not restart")
 
