@@ -160,6 +160,44 @@ void et_ctx_free(et_ctx *ctx)
 	free(ctx);
 }
 
+int et_ctx_reopen(et_ctx *ctx)
+{
+	TSS2_RC rc;
+
+	et_clear_error();
+	if (!ctx)
+		return et_fail(ET_E_INVALID, "et_ctx_reopen: NULL context");
+	et_tpm_rescue_close(ctx);
+	ctx->rescue_failed = false;
+	if (ctx->esys)
+		Esys_Finalize(&ctx->esys);
+	if (ctx->tcti)
+		Tss2_TctiLdr_Finalize(&ctx->tcti);
+	ctx->esys = NULL;
+	ctx->tcti = NULL;
+	rc = Tss2_TctiLdr_Initialize_Ex(ctx->tcti_name, ctx->tcti_arg, &ctx->tcti);
+	if (rc == TSS2_RC_SUCCESS)
+		rc = Esys_Initialize(&ctx->esys, ctx->tcti, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		ctx->esys = NULL;
+		if (ctx->tcti)
+			Tss2_TctiLdr_Finalize(&ctx->tcti);
+		ctx->tcti = NULL;
+		/* Every call keeps refusing until a reopen works (lib/tpm_cmd.c). */
+		ctx->broken_err = ET_E_TPM_UNREACHABLE;
+		snprintf(ctx->broken_why, sizeof(ctx->broken_why),
+			 "reopening the connection failed with 0x%x", rc);
+		return et_fail(ET_E_TPM_UNREACHABLE,
+			       "TPM unreachable: reopening the connection through TCTI '%s' failed: "
+			       "%s (0x%x). Check that the TPM or simulator is up, then try again",
+			       ctx->tcti_conf, Tss2_RC_Decode(rc), rc);
+	}
+	ctx->broken_err = 0;
+	ctx->broken_why[0] = '\0';
+	et_log(ET_LOG_INFO, "TPM connection through TCTI '%s' reopened", ctx->tcti_conf);
+	return 0;
+}
+
 int et_ctx_set_timeouts(et_ctx *ctx, uint32_t cmd_ms, uint32_t keygen_ms)
 {
 	et_clear_error();

@@ -141,13 +141,12 @@ static bool xfer_more(struct xfer *x, TSS2_RC *rc)
 	left = x->deadline_ms - now_ms();
 	if (left <= 0) {
 		et_tpm_note_deadline(ET_E_TIMEOUT,
-			 "the TPM (TCTI '%s') did not answer %s within %u ms: it may be hung, or the "
-			 "simulator stopped. Check the TPM (on a device `dmesg | grep -i tpm`; for "
-			 "swtpm or mssim that the simulator runs), then run the command again. If the "
-			 "TPM is only slow, give it longer with --tpm%s-timeout MS "
-			 "(edgetrustd: tpm_%stimeout_ms)",
-			 x->ctx->tcti_conf, x->cmd, x->limit_ms, x->keygen ? "-keygen" : "",
-			 x->keygen ? "keygen_" : "");
+				     "the TPM (TCTI '%s') did not answer %s within %u ms (hung, or the "
+				     "simulator stopped): check the TPM (`dmesg | grep -i tpm`) or the "
+				     "simulator, then retry; if it is only slow, raise --tpm%s-timeout "
+				     "(edgetrustd: tpm_%stimeout_ms)",
+				     x->ctx->tcti_conf, x->cmd, x->limit_ms, x->keygen ? "-keygen" : "",
+				     x->keygen ? "keygen_" : "");
 		*rc = ET_TSS2_RC_DEADLINE;
 		mark_broken(x, *rc);
 		return false;

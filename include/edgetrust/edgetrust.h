@@ -131,6 +131,14 @@ ET_EXPORT const char *et_ctx_tcti(const et_ctx *ctx);
  * default). They apply to the commands sent after the call. ET_E_INVALID out of range.
  */
 ET_EXPORT int et_ctx_set_timeouts(et_ctx *ctx, uint32_t cmd_ms, uint32_t keygen_ms);
+/*
+ * Closes the connection to the TPM and opens a new one with the same TCTI and deadlines, for a
+ * long-running program after ET_E_TIMEOUT or ET_E_TPM_UNREACHABLE, when the et_ctx refuses
+ * further commands. The handle stays valid. On a device, closing waits until the kernel driver
+ * has finished (or given up on) the command in flight. 0, or ET_E_TPM_UNREACHABLE (the et_ctx
+ * then keeps refusing; try again later).
+ */
+ET_EXPORT int et_ctx_reopen(et_ctx *ctx);
 
 /* ---- Serial number in NV (write-once policy of the reference article) ---------------------- */
 /*

@@ -78,6 +78,10 @@ static const struct key_def agent_keys[] = {
 	{"log_level", K_ENUM, F(struct et_cfg_agent, log_level), 0, 0, log_levels, NULL},
 	{"register_backoff_max_s", K_UINT, F(struct et_cfg_agent, register_backoff_max_s), 1, 86400,
 	 NULL, NULL},
+	{"tpm_timeout_ms", K_UINT, F(struct et_cfg_agent, tpm_timeout_ms), ET_TPM_TIMEOUT_MIN_MS,
+	 ET_TPM_TIMEOUT_MAX_MS, NULL, NULL},
+	{"tpm_keygen_timeout_ms", K_UINT, F(struct et_cfg_agent, tpm_keygen_timeout_ms),
+	 ET_TPM_TIMEOUT_MIN_MS, ET_TPM_TIMEOUT_MAX_MS, NULL, NULL},
 	{NULL, 0, 0, 0, 0, 0, NULL, NULL}};
 
 static const struct key_def broker_keys[] = {
@@ -349,13 +353,19 @@ static int set_value(struct parser *p, const struct key_def *k, const char *v)
 
 	switch (k->kind) {
 	case K_TCTI: {
-		static const char *const tctis[] = {"device", "swtpm", "mssim", "tabrmd"};
+		/*
+		 * A TCTI name is required (the loader's fallback is never used), but any installed
+		 * TCTI may be named (libtss2-tcti-NAME.so.0): besides device, swtpm, mssim and
+		 * tabrmd, e.g. the fault-injecting TCTI of tests/fault. An unknown name fails at
+		 * start with the library's "no TCTI named ..." (exit 5).
+		 */
 		size_t nl = strcspn(v, ":");
-		int ok = 0;
+		int ok = nl > 0 && nl <= 32;
 
-		for (size_t i = 0; i < sizeof(tctis) / sizeof(tctis[0]); i++)
-			if (strlen(tctis[i]) == nl && !strncmp(v, tctis[i], nl))
-				ok = 1;
+		for (size_t i = 0; i < nl; i++)
+			if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') ||
+			      v[i] == '-' || v[i] == '_'))
+				ok = 0;
 		for (size_t i = 0; i < len; i++)
 			if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f)
 				ok = 0;
@@ -759,6 +769,8 @@ static void set_defaults(struct et_agent_config *c)
 	snprintf(c->agent.data_dir, sizeof(c->agent.data_dir), "/var/lib/edgetrust");
 	c->agent.log_level = ET_LOG_INFO;
 	c->agent.register_backoff_max_s = 300;
+	c->agent.tpm_timeout_ms = ET_TPM_TIMEOUT_DEFAULT_MS;
+	c->agent.tpm_keygen_timeout_ms = ET_TPM_KEYGEN_TIMEOUT_DEFAULT_MS;
 	c->broker.tls = true;
 	snprintf(c->broker.bootstrap_username, sizeof(c->broker.bootstrap_username), "bootstrap");
 	c->broker.keepalive_s = 30;

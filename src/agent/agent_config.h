@@ -33,6 +33,8 @@ struct et_cfg_agent {
 	char data_dir[ET_CFG_STR_MAX + 1];
 	et_log_level log_level;
 	uint32_t register_backoff_max_s;
+	uint32_t tpm_timeout_ms;        /* deadline of one TPM command (et_ctx_set_timeouts) */
+	uint32_t tpm_keygen_timeout_ms; /* the same for key generation */
 };
 
 struct et_cfg_broker {

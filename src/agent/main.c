@@ -1345,6 +1345,7 @@ static int setup_identity(struct agent *a)
 	char msg[512];
 	int rc;
 
+	et_tpmjob_set_timeouts(c->tpm_timeout_ms, c->tpm_keygen_timeout_ms);
 	rc = et_tpmjob_identity(c->tcti, c->serial_index, c->key_handle, &id, &step, msg, sizeof(msg));
 	if (rc < 0 && step == ET_TPMJOB_SERIAL && (rc == ET_E_NV_UNDEFINED || rc == ET_E_NV_UNWRITTEN)) {
 		logm(ET_LOG_ERR, "this device has no serial number in TPM NV index 0x%08x; run "

@@ -20,6 +20,30 @@ extern char **environ;
 
 enum { OP_IDENTITY = 1, OP_ENVELOPE = 2 };
 
+/* Deadlines handed to every helper (0: the library's defaults). */
+static uint32_t job_cmd_ms, job_keygen_ms;
+
+void et_tpmjob_set_timeouts(uint32_t cmd_ms, uint32_t keygen_ms)
+{
+	job_cmd_ms = cmd_ms;
+	job_keygen_ms = keygen_ms;
+}
+
+/*
+ * How long the daemon waits for a helper's answer: its TPM commands at their deadlines (an
+ * identity job sends at most 2 key generations and about 14 other commands, an envelope job
+ * about 5, counted generously) plus 5 s to start. Only a backstop: the library's own deadlines
+ * end a hung command inside the helper first, unless the TCTI ignores them.
+ */
+static uint32_t job_limit_s(int op)
+{
+	uint64_t cmd = job_cmd_ms ? job_cmd_ms : ET_TPM_TIMEOUT_DEFAULT_MS;
+	uint64_t keygen = job_keygen_ms ? job_keygen_ms : ET_TPM_KEYGEN_TIMEOUT_DEFAULT_MS;
+	uint64_t ms = op == OP_IDENTITY ? 2 * keygen + 16 * cmd : 8 * cmd;
+
+	return (uint32_t)((ms + 5000 + 999) / 1000);
+}
+
 /* ---- wire: fields of <uint32 length><bytes>, host byte order (both ends are this binary) ---- */
 
 static int write_all(int fd, const void *p, size_t n)
@@ -157,10 +181,12 @@ static int get_secret(int fd, et_secret **ret)
 struct job {
 	pid_t pid;
 	int fd;
+	uint32_t limit_s; /* receive timeout on fd: the helper is stopped after that */
 };
 
-static int job_start(struct job *j, char *errbuf, size_t errlen)
+static int job_start(struct job *j, int op, char *errbuf, size_t errlen)
 {
+	struct timeval tv;
 	char arg0[] = "edgetrustd", arg1[] = ET_TPMJOB_ARG;
 	char *argv[] = { arg0, arg1, NULL };
 	posix_spawn_file_actions_t fa;
@@ -187,16 +213,38 @@ static int job_start(struct job *j, char *errbuf, size_t errlen)
 		return -1;
 	}
 	j->fd = sv[0];
+	j->limit_s = job_limit_s(op);
+	tv.tv_sec = j->limit_s;
+	tv.tv_usec = 0;
+	/* A helper stuck in its TPM: the answer's read fails with EAGAIN, job_end stops it. */
+	(void)setsockopt(j->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return 0;
 }
 
-/* Closes the socket and reaps the helper. 0, or -1 with errbuf when it did not exit with 0. */
-static int job_end(struct job *j, char *errbuf, size_t errlen)
+/*
+ * Closes the socket and reaps the helper (after stopping it when its answer did not come:
+ * answered false). 0; -2 with errbuf when it had to be stopped; -1 with errbuf when it did not
+ * exit with 0.
+ */
+static int job_end(struct job *j, bool answered, char *errbuf, size_t errlen)
 {
 	int status = 0;
 	pid_t w;
 
 	close(j->fd);
+	if (!answered && waitpid(j->pid, &status, WNOHANG) == 0) {
+		(void)kill(j->pid, SIGKILL);
+		do
+			w = waitpid(j->pid, &status, 0);
+		while (w < 0 && errno == EINTR);
+		snprintf(errbuf, errlen,
+			 "the TPM did not answer: the TPM helper process (edgetrustd %s) got no answer "
+			 "within %u s and was stopped. Check the TPM (`dmesg | grep -i tpm`; for a "
+			 "simulator that it runs); if it is only slow, raise tpm_timeout_ms and "
+			 "tpm_keygen_timeout_ms",
+			 ET_TPMJOB_ARG, j->limit_s);
+		return -2;
+	}
 	do
 		w = waitpid(j->pid, &status, 0);
 	while (w < 0 && errno == EINTR);
@@ -240,12 +288,13 @@ int et_tpmjob_identity(const char *tcti, uint32_t serial_index, uint32_t key_han
 	struct job j;
 	uint8_t created = 0;
 	char *fpr = NULL;
-	char why[256];
-	int rc = ET_E_TPM_UNREACHABLE, io = -1;
+	char why[512];
+	int rc = ET_E_TPM_UNREACHABLE, io = -1, end;
 
-	if (job_start(&j, errbuf, errlen) < 0)
+	if (job_start(&j, OP_IDENTITY, errbuf, errlen) < 0)
 		goto out;
 	if (put_u32(j.fd, OP_IDENTITY) == 0 && put_str(j.fd, tcti) == 0 &&
+	    put_u32(j.fd, job_cmd_ms) == 0 && put_u32(j.fd, job_keygen_ms) == 0 &&
 	    put_u32(j.fd, serial_index) == 0 && put_u32(j.fd, key_handle) == 0 &&
 	    get_head(j.fd, &rc, &step, errbuf, errlen) == 0) {
 		io = 0;
@@ -255,9 +304,10 @@ int et_tpmjob_identity(const char *tcti, uint32_t serial_index, uint32_t key_han
 			io = -1;
 	}
 	why[0] = 0;
-	if (job_end(&j, why, sizeof(why)) < 0 || io < 0) {
+	end = job_end(&j, io == 0, why, sizeof(why));
+	if (end < 0 || io < 0) {
 		snprintf(errbuf, errlen, "%s", why[0] ? why : "the TPM helper process did not answer");
-		rc = ET_E_TPM_UNREACHABLE;
+		rc = end == -2 ? ET_E_TIMEOUT : ET_E_TPM_UNREACHABLE;
 		step = ET_TPMJOB_HELPER;
 		goto out;
 	}
@@ -289,13 +339,14 @@ int et_tpmjob_envelope_open(const char *tcti, uint32_t key_handle, const char *s
 	et_envelope_info info;
 	et_secret *plain = NULL;
 	struct job j;
-	char why[256];
+	char why[512];
 	enum et_tpmjob_step step;
-	int rc = ET_E_TPM_UNREACHABLE, io = -1;
+	int rc = ET_E_TPM_UNREACHABLE, io = -1, end;
 
-	if (job_start(&j, errbuf, errlen) < 0)
+	if (job_start(&j, OP_ENVELOPE, errbuf, errlen) < 0)
 		goto out;
 	if (put_u32(j.fd, OP_ENVELOPE) == 0 && put_str(j.fd, tcti) == 0 &&
+	    put_u32(j.fd, job_cmd_ms) == 0 && put_u32(j.fd, job_keygen_ms) == 0 &&
 	    put_u32(j.fd, key_handle) == 0 && put_str(j.fd, serial) == 0 &&
 	    put(j.fd, blob, len) == 0 && get_head(j.fd, &rc, &step, errbuf, errlen) == 0) {
 		io = 0;
@@ -303,9 +354,10 @@ int et_tpmjob_envelope_open(const char *tcti, uint32_t key_handle, const char *s
 			io = -1;
 	}
 	why[0] = 0;
-	if (job_end(&j, why, sizeof(why)) < 0 || io < 0) {
+	end = job_end(&j, io == 0, why, sizeof(why));
+	if (end < 0 || io < 0) {
 		snprintf(errbuf, errlen, "%s", why[0] ? why : "the TPM helper process did not answer");
-		rc = ET_E_TPM_UNREACHABLE;
+		rc = end == -2 ? ET_E_TIMEOUT : ET_E_TPM_UNREACHABLE;
 		goto out;
 	}
 	if (rc < 0)
@@ -382,7 +434,7 @@ static int serve_envelope(int fd, et_ctx *ctx, uint32_t key_handle, const char *
 
 int et_tpmjob_serve(int fd)
 {
-	uint32_t op = 0, a = 0, b = 0;
+	uint32_t op = 0, a = 0, b = 0, cmd_ms = 0, keygen_ms = 0;
 	char *tcti = NULL, *serial = NULL;
 	uint8_t *blob = NULL;
 	size_t len = 0;
@@ -395,7 +447,8 @@ int et_tpmjob_serve(int fd)
 				"process), not from a shell\n", ET_TPMJOB_ARG);
 		return 1;
 	}
-	if (get_u32(fd, &op) < 0 || get_str(fd, &tcti) < 0)
+	if (get_u32(fd, &op) < 0 || get_str(fd, &tcti) < 0 || get_u32(fd, &cmd_ms) < 0 ||
+	    get_u32(fd, &keygen_ms) < 0)
 		goto out;
 	if (op == OP_IDENTITY) {
 		if (get_u32(fd, &a) < 0 || get_u32(fd, &b) < 0)
@@ -407,6 +460,8 @@ int et_tpmjob_serve(int fd)
 		goto out;
 	}
 	rc = et_ctx_new(tcti, &ctx);
+	if (rc == 0)
+		rc = et_ctx_set_timeouts(ctx, cmd_ms, keygen_ms);
 	if (rc < 0)
 		io = answer_head(fd, rc, ET_TPMJOB_OPEN);
 	else if (op == OP_IDENTITY)

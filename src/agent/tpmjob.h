@@ -56,6 +56,14 @@ int et_tpmjob_envelope_open(const char *tcti, uint32_t key_handle, const char *s
 			    const uint8_t *blob, size_t len, et_secret **ret_plain,
 			    et_envelope_info *ret_info, char *errbuf, size_t errlen);
 
+/*
+ * TPM command deadlines for the helpers started from now on (et_ctx_set_timeouts; 0 = the
+ * library's default). The daemon also stops a helper that has not answered within the time
+ * its commands may take at most (it could be stuck inside a TCTI that ignores tpm2-tss'
+ * receive timeout, like tpm2-tss 3.2.1's swtpm TCTI), and reports it as ET_E_TIMEOUT.
+ */
+void et_tpmjob_set_timeouts(uint32_t cmd_ms, uint32_t keygen_ms);
+
 /* The helper's side: one request from fd, the answer to fd. Returns the process exit code. */
 int et_tpmjob_serve(int fd);
 

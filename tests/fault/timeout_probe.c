@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * et-timeout-probe: reads the serial N times over ONE et_ctx with a given command deadline,
- * then, after a line on stdin (the test changes the fault rules meanwhile), once more over a
- * fresh et_ctx, printing one line per attempt:
+ * then, after a line on stdin (the test changes the fault rules meanwhile), once more after
+ * et_ctx_reopen on the same et_ctx and once over a fresh et_ctx, printing one line per attempt:
  *   "<attempt> rc=<ET_E_*> <et_errmsg() or the serial>"
  * test_tpm_timeout.py uses it to show that after a deadline the library refuses to reuse the
  * half-finished link (no command sent) and that a new et_ctx works.
@@ -47,10 +47,17 @@ int main(int argc, char **argv)
 		snprintf(label, sizeof(label), "same%d", i);
 		read_once(ctx, label);
 	}
+	if (!fgets(label, sizeof(label), stdin)) {
+		et_ctx_free(ctx);
+		return 1;
+	}
+	r = et_ctx_reopen(ctx);
+	if (r == 0)
+		read_once(ctx, "reopened");
+	else
+		printf("reopened rc=%d %s\n", r, et_errmsg());
 	et_ctx_free(ctx);
 	ctx = NULL;
-	if (!fgets(label, sizeof(label), stdin))
-		return 1;
 	r = et_ctx_new(argv[1], &ctx);
 	if (r == 0)
 		r = et_ctx_set_timeouts(ctx, (uint32_t)strtoul(argv[2], NULL, 10), 0);
