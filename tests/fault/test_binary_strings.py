@@ -87,10 +87,8 @@ def shipped_files():
     libdir = os.path.join(etfix.BUILD, "lib")
     names += [os.path.join(libdir, f) for f in sorted(os.listdir(libdir))
               if re.fullmatch(r"libedgetrust\.so\.\d+\.\d+\.\d+", f)]
-    plugindir = os.path.join(etfix.BUILD, "src", "broker-plugin")
-    if os.path.isdir(plugindir):
-        names += [os.path.join(plugindir, f) for f in sorted(os.listdir(plugindir))
-                  if f.endswith(".so")]
+    # The broker plugin edgetrust-cloud installs into mosquitto.
+    names.append(os.path.join(etfix.BUILD, "src", "cloud", "broker-plugin", "edgetrust_auth.so"))
     return names
 
 
