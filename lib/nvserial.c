@@ -315,7 +315,7 @@ static int read_serial(et_ctx *ctx, uint32_t nv_index, ESYS_TR nv, const TPMS_NV
 	return 0;
 }
 
-int et_serial_read(et_ctx *ctx, uint32_t nv_index, char **ret)
+int et_serial_read_attrs(et_ctx *ctx, uint32_t nv_index, char **ret, uint32_t *ret_attrs)
 {
 	TPMS_NV_PUBLIC pub = {0};
 	ESYS_TR nv = ESYS_TR_NONE;
@@ -337,6 +337,8 @@ int et_serial_read(et_ctx *ctx, uint32_t nv_index, char **ret)
 		r = et_tpm_fail_handle(rc, nv_index, what);
 		goto out;
 	}
+	if (ret_attrs)
+		*ret_attrs = pub.attributes;
 	r = read_serial(ctx, nv_index, nv, &pub, serial);
 	if (r < 0)
 		goto out;
@@ -350,6 +352,11 @@ int et_serial_read(et_ctx *ctx, uint32_t nv_index, char **ret)
 out:
 	et_tpm_close(ctx, &nv);
 	return r;
+}
+
+int et_serial_read(et_ctx *ctx, uint32_t nv_index, char **ret)
+{
+	return et_serial_read_attrs(ctx, nv_index, ret, NULL);
 }
 
 /* The one NV_Write, through a policy session satisfying the write-once policy. */

@@ -88,6 +88,7 @@ int et_status_get(et_ctx *ctx, uint32_t nv_index, uint32_t srk_handle, uint32_t 
 	et_status st;
 	size_t vpos = 0, mpos = 0;
 	char *serial = NULL;
+	uint32_t nv_attrs = 0;
 	int r;
 
 	et_clear_error();
@@ -162,7 +163,8 @@ int et_status_get(et_ctx *ctx, uint32_t nv_index, uint32_t srk_handle, uint32_t 
 	st.srk_present = handle_listed(persistent, srk_handle);
 	st.key_present = handle_listed(persistent, key_handle);
 
-	r = et_serial_read(ctx, nv_index, &serial);
+	r = et_serial_read_attrs(ctx, nv_index, &serial, &nv_attrs);
+	st.serial_no_da = (nv_attrs & TPMA_NV_NO_DA) != 0;
 	if (r == 0) {
 		st.serial_defined = st.serial_present = true;
 		snprintf(st.serial, sizeof(st.serial), "%s", serial);

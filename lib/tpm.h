@@ -148,4 +148,11 @@ ET_HIDDEN void et_tpm_close(et_ctx *ctx, ESYS_TR *handle);
  */
 ET_HIDDEN int et_tpm_tr_from_handle(et_ctx *ctx, TPM2_HANDLE handle, ESYS_TR *ret);
 
+/*
+ * et_serial_read that also gives the index's TPMA_NV attributes (for et_status_get), set
+ * whenever the index exists, even if what it holds is not a serial.
+ */
+ET_HIDDEN int et_serial_read_attrs(et_ctx *ctx, uint32_t nv_index, char **ret,
+				   uint32_t *ret_attrs);
+
 #endif

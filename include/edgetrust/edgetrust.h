@@ -262,6 +262,9 @@ typedef struct et_status {
 	bool owner_auth_set;
 	uint32_t transient_handles; /* currently loaded transient objects (leftovers on raw TPMs) */
 	uint32_t loaded_sessions;
+	/* The serial index has no_da (`--no-da`, ET_SERIAL_NO_DA): reads with its own
+	 * authorisation never count toward lockout. Only meaningful when serial_defined. */
+	bool serial_no_da;
 } et_status;
 ET_EXPORT int et_status_get(et_ctx *ctx, uint32_t nv_index, uint32_t srk_handle,
 			    uint32_t key_handle, et_status *ret);

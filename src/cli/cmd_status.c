@@ -102,9 +102,11 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 		cli_json_str(stdout, st.vendor_string);
 		printf(",\"firmware\":\"%u.%u\",\"spec_level\":%u,\"spec_revision\":%u}",
 		       st.firmware_major, st.firmware_minor, st.spec_level, st.spec_revision);
-		printf(",\"serial\":{\"index\":\"0x%08x\",\"defined\":%s,\"present\":%s,\"value\":",
+		printf(",\"serial\":{\"index\":\"0x%08x\",\"defined\":%s,\"present\":%s,\"no_da\":%s,"
+		       "\"value\":",
 		       o.index, st.serial_defined ? "true" : "false",
-		       st.serial_present ? "true" : "false");
+		       st.serial_present ? "true" : "false",
+		       !st.serial_defined ? "null" : st.serial_no_da ? "true" : "false");
 		if (st.serial_present)
 			cli_json_str(stdout, st.serial);
 		else
@@ -141,6 +143,15 @@ int cmd_status(struct cli *cli, int argc, char **argv)
 		else
 			printf("Serial:         %s (NV index 0x%08x)\n",
 			       st.serial_defined ? "index defined, no valid serial" : "none", o.index);
+		if (st.serial_defined && st.serial_no_da)
+			printf("Serial index:   no_da: reads never count toward lockout\n");
+		else if (st.serial_defined)
+			printf("Serial index:   not no_da (the article's index)%s\n",
+			       st.owner_auth_set ? "; with the owner password set, reads use the index's "
+						   "authorisation and a power cut mid-read counts one "
+						   "failure toward lockout (see `serial provision --no-da`)"
+						 : "; reads use the owner hierarchy and never count toward "
+						   "lockout while the owner has no password");
 		printf("SRK:            %s at 0x%08x\n", st.srk_present ? "present" : "absent",
 		       ET_SRK_HANDLE_DEFAULT);
 		printf("Device key:     %s at 0x%08x%s%s\n",

@@ -2,6 +2,7 @@
 write-once policy, stays readable by tpm2-tools, and with an owner password set its reads
 followed by unclean power cuts never raise the lockout counter. The article-attribute index is
 the control: the same cuts raise the counter there, so the test can fail."""
+import json
 import os
 import sys
 
@@ -37,10 +38,16 @@ class NoDa(tpmtest.TpmTestCase):
         self.et("serial", "provision", "DEV-OTHER", "--no-da",
                 expect=self.code("CLI_EXIT_NV_MISMATCH"))
         self.assertEqual(self.et("serial", "read").out, "DEV-ND01\n")
+        self.assertIs(self.status()["serial"]["no_da"], True)
+        self.assertIn("Serial index:   no_da", self.et("status").out)
+
+    def status(self):
+        return json.loads(self.et("status", "--json").out)
 
     def test_default_is_article_attributes(self):
         self.et("provision", "--serial", "DEV-ND02")
         self.assertNotIn("no_da", self.attrs())
+        self.assertIs(self.status()["serial"]["no_da"], False)
         # An existing article index is kept as it is even when --no-da is asked for.
         p = self.et("provision", "--serial", "DEV-ND02", "--no-da")
         self.assertIn("already exists without TPMA_NV_NO_DA; keeping it", p.err)

@@ -15,7 +15,7 @@ class Status(tpmtest.TpmTestCase):
         self.assertGreater(st["tpm"]["spec_revision"], 100)
         self.assertEqual(st["tcti"], self.tpm.tcti)
         self.assertEqual(st["serial"], {"index": "0x01000000", "defined": False,
-                                        "present": False, "value": None})
+                                        "present": False, "no_da": None, "value": None})
         self.assertFalse(st["srk"]["present"])
         self.assertFalse(st["key"]["present"])
         self.assertEqual(st["lockout"]["counter"], 0)
