@@ -308,6 +308,24 @@ static void set_owner_auth(ESYS_CONTEXT *esys, const uint8_t *auth, size_t len)
 	explicit_bzero(&a, sizeof(a));
 }
 
+/* Makes a loaded object persistent at handle under the owner hierarchy (owner auth already
+ * set); what names it in messages. On failure *ret_tr is ESYS_TR_NONE. */
+static int persist(et_ctx *ctx, ESYS_TR transient, TPM2_HANDLE handle, const char *what,
+		   ESYS_TR *ret_tr)
+{
+	char msg[96];
+	TSS2_RC rc;
+
+	rc = et_esys_evict_control(ctx, ESYS_TR_RH_OWNER, transient, handle, ret_tr);
+	if (rc != TSS2_RC_SUCCESS) {
+		*ret_tr = ESYS_TR_NONE;
+		snprintf(msg, sizeof(msg), "persisting the %s at 0x%08x", what, handle);
+		return et_tpm_fail_handle(rc, handle, msg);
+	}
+	et_log(ET_LOG_INFO, "%s created at 0x%08x", what, handle);
+	return 0;
+}
+
 int et_srk_ensure_tr(et_ctx *ctx, TPM2_HANDLE srk_handle, const uint8_t *owner_auth,
 		     size_t owner_auth_len, bool *ret_created, ESYS_TR *ret_tr)
 {
@@ -318,7 +336,6 @@ int et_srk_ensure_tr(et_ctx *ctx, TPM2_HANDLE srk_handle, const uint8_t *owner_a
 	const TPML_PCR_SELECTION creation_pcr = {.count = 0};
 	TPM2B_PUBLIC pub;
 	bool created = false;
-	char what[96];
 	TSS2_RC rc;
 	int r;
 
@@ -350,17 +367,10 @@ int et_srk_ensure_tr(et_ctx *ctx, TPM2_HANDLE srk_handle, const uint8_t *owner_a
 				    "hierarchy");
 		goto out;
 	}
-	rc = et_esys_evict_control(ctx, ESYS_TR_RH_OWNER, transient, srk_handle, &tr);
-	if (rc != TSS2_RC_SUCCESS) {
-		tr = ESYS_TR_NONE;
-		snprintf(what, sizeof(what), "persisting the storage root key at 0x%08x",
-			 srk_handle);
-		r = et_tpm_fail_handle(rc, srk_handle, what);
+	r = persist(ctx, transient, srk_handle, "storage root key", &tr);
+	if (r < 0)
 		goto out;
-	}
 	created = true;
-	et_log(ET_LOG_INFO, "storage root key created at 0x%08x", srk_handle);
-	r = 0;
 out:
 	set_owner_auth(esys, NULL, 0);
 	et_tpm_flush(ctx, &transient);
@@ -394,7 +404,6 @@ int et_key_create_auth(et_ctx *ctx, TPM2_HANDLE key_handle, const uint8_t *owner
 	TPM2B_PUBLIC *out_public = NULL;
 	TPM2B_PUBLIC pub;
 	bool created = false;
-	char what[96];
 	TSS2_RC rc;
 	int r;
 
@@ -435,16 +444,10 @@ int et_key_create_auth(et_ctx *ctx, TPM2_HANDLE key_handle, const uint8_t *owner
 		goto out;
 	}
 	set_owner_auth(esys, owner_auth, owner_auth_len);
-	rc = et_esys_evict_control(ctx, ESYS_TR_RH_OWNER, transient, key_handle, &tr);
-	if (rc != TSS2_RC_SUCCESS) {
-		tr = ESYS_TR_NONE;
-		snprintf(what, sizeof(what), "persisting the device key at 0x%08x", key_handle);
-		r = et_tpm_fail_handle(rc, key_handle, what);
+	r = persist(ctx, transient, key_handle, "device key", &tr);
+	if (r < 0)
 		goto out;
-	}
 	created = true;
-	et_log(ET_LOG_INFO, "device key created at 0x%08x", key_handle);
-	r = 0;
 out:
 	set_owner_auth(esys, NULL, 0);
 	et_tpm_flush(ctx, &transient);
