@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""edgetrustd: memory (VmHWM / VmRSS), binary size, and spool-to-broker QoS 1 throughput next to
-mosquitto_pub measured in the same run on the same broker.
+"""edgetrustd: memory (VmHWM / VmRSS), binary size, and spool-to-broker and spool-to-cloud-store
+QoS 1 throughput next to mosquitto_pub measured in the same run on the same broker.
 
     bench/agent_bench.py [BUILD] [--records N] [--seconds S]
 
@@ -8,9 +8,13 @@ RSS: the agent registered and polling two Modbus points every 50 ms from the pym
 simulator, publishing to mosquitto, for S seconds; peer: `mosquitto_pub -l -q 1` (the smallest
 MQTT client that ships with mosquitto) fed one reading per line over the same time.
 Throughput: N readings put into the agent's spool while it is stopped, then the time from its
-start until the spool is empty (every record PUBACKed; 100 records per message, spool.batch
-messages in flight); peer: `mosquitto_pub -l -q 1` publishing the same N readings, one per
-message (its fastest QoS 1 mode), to the same broker.
+start until the spool is empty (100 records per message, spool.batch messages in flight):
+- spool to broker: `[spool] delivery = puback`, a record leaves with its PUBACK;
+- spool to cloud store: the default `delivery = cloud-ack` against the real edgetrust-cloud serve
+  (SQLite registry, tests/lib/cloudfix.py): a record leaves when serve has committed it and
+  acknowledged it (docs/protocol.md, "Delivery end to end"); checked: all N in the store.
+Peer: `mosquitto_pub -l -q 1` publishing the same N readings, one per message (its fastest QoS 1
+mode), to the same broker (it only reaches the broker).
 """
 import json
 import os
@@ -25,6 +29,7 @@ if len(sys.argv) > 1 and not sys.argv[1].startswith("--"):
     os.environ["ET_BUILD_DIR"] = os.path.abspath(sys.argv[1])
 import etfix  # noqa: E402
 import agentfix  # noqa: E402
+import cloudfix  # noqa: E402
 
 N = 50000
 SECONDS = 20
@@ -59,6 +64,66 @@ def mem(pid):
 def reading(seq):
     return {"seq": seq, "ts": 1700000000000 + seq, "device": "plc1", "point": "temp",
             "value": 21.5, "unit": "degC", "q": "ok"}
+
+
+def fill_spool(data_dir, n):
+    db = sqlite3.connect(os.path.join(data_dir, "spool.db"))
+    first = (db.execute("SELECT v FROM meta WHERE k='next_seq'").fetchone() or [1])[0]
+    db.executemany("INSERT INTO readings(seq,ts,device,point,unit,value,q) VALUES(?,?,?,?,?,?,?)",
+                   [(first + i, 1700000000000 + i, "plc1", "temp", "degC", 21.5, "ok")
+                    for i in range(n)])
+    db.execute("INSERT OR REPLACE INTO meta(k,v) VALUES('next_seq',?)", (first + n,))
+    db.commit()
+    db.close()
+    return first
+
+
+def drain(a):
+    """Starts the agent and returns the seconds until its spool is empty."""
+    t0 = time.monotonic()
+    a.start()
+    a.wait_log("running", 60)
+    agentfix.wait_for(lambda: a.ctl({"op": "status"})["status"]["spool_depth"] == 0, 600,
+                      "spool drained")
+    t = time.monotonic() - t0
+    a.stop()
+    db = sqlite3.connect(os.path.join(a.data_dir, "spool.db"))
+    left = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+    db.close()
+    if left != 0:
+        raise SystemExit(f"spool not drained: {left} left")
+    return t
+
+
+def cloud_store_run(n):
+    """Spool to the cloud store: edgetrust-cloud serve on SQLite, delivery = cloud-ack."""
+    tmp = etfix.TempDir()
+    tpm = etfix.Swtpm().start()
+    stack = cloudfix.CloudStack(db="sqlite", auto_accept=True).start()
+    try:
+        serial = "SN-BENCH-2"
+        agentfix.provision(tpm, serial)
+        stack.cli("activate", serial, check=True)
+        a = agentfix.Agent(tmp, tpm.tcti, stack.broker_port, serial=serial, log_level="info",
+                           bootstrap_password=stack.bootstrap_password, spool_extra="")
+        a.start()
+        a.wait_log("connected to the broker as " + serial, 60)
+        a.stop()
+        with open(a.conf) as f:
+            conf = f.read()
+        with open(a.conf, "w") as f:
+            f.write(conf.replace("batch = 20", "batch = 100"))
+        first = fill_spool(a.data_dir, n)
+        t = drain(a)
+        rows = stack.cli("telemetry", serial, "--json", "--limit", str(10 * n), json_out=True)
+        stored = {r["seq"] for r in rows}
+        if not set(range(first, first + n)) <= stored:
+            raise SystemExit(f"cloud store misses {len(set(range(first, first + n)) - stored)}")
+        return t
+    finally:
+        stack.cleanup()
+        tpm.cleanup()
+        tmp.cleanup()
 
 
 def main():
@@ -104,34 +169,17 @@ def main():
                        check=True)
         size_stripped = os.path.getsize(stripped)
 
-        # Throughput: fill the stopped agent's spool with N readings.
-        db = sqlite3.connect(os.path.join(a.data_dir, "spool.db"))
-        first = db.execute("SELECT v FROM meta WHERE k='next_seq'").fetchone()[0]
-        db.executemany("INSERT INTO readings(seq,ts,device,point,unit,value,q) VALUES(?,?,?,?,?,?,?)",
-                       [(first + i, 1700000000000 + i, "plc1", "temp", "degC", 21.5, "ok")
-                        for i in range(N)])
-        db.execute("INSERT OR REPLACE INTO meta(k,v) VALUES('next_seq',?)", (first + N,))
-        db.commit()
-        db.close()
+        # Throughput to the broker: fill the stopped agent's spool with N readings; a record
+        # leaves on its PUBACK (delivery = puback).
+        fill_spool(a.data_dir, N)
         # No Modbus device in this run: only the spool drains.
         with open(a.conf) as f:
             conf = f.read().split("[modbus.plc1]")[0]
         with open(a.conf, "w") as f:
-            f.write(conf.replace("batch = 20", "batch = 100"))
-        t0 = time.monotonic()
-        a.start()
-        a.wait_log("running", 60)
-        agentfix.wait_for(lambda: a.ctl({"op": "status"})["status"]["spool_depth"] == 0, 600,
-                          "spool drained")
-        t_agent = time.monotonic() - t0
-        a.stop()
-        db = sqlite3.connect(os.path.join(a.data_dir, "spool.db"))
-        left = db.execute("SELECT count(*) FROM readings").fetchone()[0]
-        db.close()
+            f.write(conf.replace("batch = 20", "batch = 100\ndelivery = puback"))
+        t_agent = drain(a)
         published = sum(int(l.split("..")[1].split()[0]) - int(l.split("seq ")[1].split("..")[0]) + 1
                         for l in a.run_log().splitlines() if "published seq" in l)
-        if left != 0:
-            raise SystemExit(f"spool not drained: {left} left")
 
         lines = "".join(json.dumps({"v": 1, "records": [reading(i)]}) + "\n" for i in range(N))
         t0 = time.monotonic()
@@ -139,6 +187,7 @@ def main():
                         "-t", "bench/peer", "-l", "-u", "x", "-P", "x"], input=lines.encode(),
                        check=True)
         t_pub = time.monotonic() - t0
+        t_cloud = cloud_store_run(N)
     finally:
         sim.stop()
         mq.cleanup()
@@ -165,6 +214,15 @@ def main():
           f"{N / t_pub:.0f} |")
     print(f"ratio records/s edgetrustd/mosquitto_pub: {t_pub / t_agent:.2f} "
           f"(records published by the agent in the drain run: {published})")
+    print()
+    print(f"Spool to cloud store (edgetrust-cloud serve, SQLite; deleted on the cloud's ack), "
+          f"{N} readings:")
+    print("| sender | seconds | records/s |")
+    print("|---|---|---|")
+    print(f"| edgetrustd -> mosquitto -> serve -> SQLite commit -> ack (start-up included) | "
+          f"{t_cloud:.2f} | {N / t_cloud:.0f} |")
+    print(f"| mosquitto_pub -l -q 1 (to the broker only, from above) | {t_pub:.2f} | {N / t_pub:.0f} |")
+    print(f"ratio records/s edgetrustd-to-store/mosquitto_pub-to-broker: {t_pub / t_cloud:.2f}")
 
 
 if __name__ == "__main__":
