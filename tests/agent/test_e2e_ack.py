@@ -8,6 +8,8 @@ security, serve on SQLite, the pymodbus simulator.
   no live session of the cloud, never delivers); serve starts later. Every sequence number must
   reach the store exactly once. With deletion on PUBACK ([spool] delivery = puback, or the agent
   before the cloud ack) the readings sent in between are lost and this test fails.
+- SilentCloud: a cloud that never acknowledges; nothing is deleted, resends stay within the
+  window and back off.
 - test_serve_killed_before_commit: serve has read (and so PUBACKed to the broker) a batch but is
   held before its commit by a lock on its SQLite registry; then SIGKILL. The batch is gone from
   the broker; the device sends it again because no cloud ack came.
@@ -16,6 +18,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import unittest
 
@@ -170,6 +173,60 @@ class E2EAck(unittest.TestCase):
             db.close()
         self.stack.start_serve(0)
         self.assert_all_stored_once(serial, upto)
+
+
+class SilentCloud(unittest.TestCase):
+    """A cloud that never acknowledges (MiniCloud(ack=False)) with delivery = cloud-ack: nothing
+    leaves the spool, and the resends are bounded by the in-flight window (spool.batch = 20 in
+    agentfix) and back off (each message's timer doubles: 1, 2, 4, 8, 8... s here)."""
+
+    SERIAL = "SN-ACK-SILENT"
+    WINDOW = 20
+
+    def setUp(self):
+        self.tmp = etfix.TempDir()
+        self.tpm = etfix.Swtpm().start()
+        self.mq = etfix.Mosquitto(allow_anonymous=True).start()
+        agentfix.provision(self.tpm, self.SERIAL)
+        self.sim = agentfix.ModbusSim(self.tmp).start()
+        self.cloud = agentfix.MiniCloud(self.mq.port, ack=False)
+        self.agent = agentfix.Agent(self.tmp, self.tpm.tcti, self.mq.port, self.sim.port,
+                                    serial=self.SERIAL, poll_ms=50, spool_extra="ack_timeout_s = 1\n")
+
+    def tearDown(self):
+        self.agent.stop()
+        self.cloud.stop()
+        self.sim.stop()
+        self.mq.cleanup()
+        self.tpm.cleanup()
+        self.tmp.cleanup()
+
+    def test_resends_bounded_nothing_deleted(self):
+        t0 = time.monotonic()
+        a = self.agent.start()
+        a.wait_log("connected to the broker as " + self.SERIAL)
+        agentfix.wait_for(lambda: "sending them again" in a.run_log(), 20, "a resend")
+        time.sleep(10)
+        log = a.run_log()
+        elapsed = time.monotonic() - t0 + 1.0
+        self.assertEqual(a.stop(), 0, log[-3000:])
+        sends = sum(1 for line in log.splitlines() if "published seq " in line)
+        # Sends per message possible in `elapsed` with doubling timers (capped at 8x), plus one
+        # for a reconnect on a loaded machine (which sends the unacknowledged again); a fixed
+        # 1 s timer would allow `elapsed` sends per message, a hot loop thousands.
+        k, t = 1, 0.0
+        while t + min(2 ** (k - 1), 8) <= elapsed:
+            t += min(2 ** (k - 1), 8)
+            k += 1
+        k += 1
+        print(f"{sends} telemetry messages sent in {elapsed:.1f} s, at most {self.WINDOW * k} "
+              f"allowed ({k} per message)", file=sys.stderr)
+        self.assertGreater(sends, self.WINDOW, "the window was resent at least once")
+        self.assertLessEqual(sends, self.WINDOW * k, f"{sends} sends in {elapsed:.1f} s")
+        next_seq, left, dropped = spool_state(self.agent.data_dir)
+        self.assertEqual(dropped, 0)
+        self.assertEqual(left, set(range(1, next_seq)), "nothing leaves the spool without an ack")
+        self.assertGreater(self.cloud.count(), 0)
 
 
 if __name__ == "__main__":
