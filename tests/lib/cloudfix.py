@@ -21,8 +21,8 @@ listener), pg_fsync=False (faster PostgreSQL for tests), log_level="debug". c.db
 registry (a SQLite path or postgresql://...), c.cloud_password_file the serve login,
 c.dynsec_clients() the dynamic-security logins, c.device_logins() the device logins of either
 mode ({serial: enabled}), c.accounts() the broker_accounts rows, c.device(serial) the
-registry's view (show --json). Under ASan the plugin (built with the sanitizer) is loaded into
-Debian's mosquitto with LD_PRELOAD of the sanitizer runtime (see plugin_env()).
+registry's view (show --json). The plugin runs inside Debian's mosquitto; in the ASan build it
+is built without sanitizers (see plugin_env()).
 Each stack has its own temp dir, free ports, its own mosquitto and database; serve logs are
 at c.serve_log(i). Leaving the `with` stops serve (SIGTERM; c.serve_exit_codes) and the rest.
 """
@@ -47,9 +47,10 @@ def edgetrust_plugin():
 
 def plugin_env():
     """Environment for a mosquitto that loads our plugin. Debian's mosquitto is not built with
-    AddressSanitizer; a plugin that is (the ASan build) needs the sanitizer runtime loaded
-    first, so we preload it. The broker's own leaks are not ours: leak detection is off for
-    the broker process (our code in it is still checked for memory errors and UB)."""
+    sanitizers, so the ASan build compiles the plugin without them (preloading libasan into
+    mosquitto deadlocks in glibc's bindtextdomain when libpq starts). Should a plugin linked
+    with a sanitizer runtime turn up anyway, the runtime is preloaded here (leak detection
+    off: the broker's own leaks are not ours)."""
     env = dict(os.environ)
     p = subprocess.run(["ldd", edgetrust_plugin()], stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL, text=True)
