@@ -55,6 +55,16 @@ static void test_classes(void **state)
 	expect(0x084, 0, ET_E_TPM, "0x84");
 }
 
+/* The deadline layer's codes (lib/tpm_cmd.c) report its recorded detail and class. */
+static void test_deadline(void **state)
+{
+	(void)state;
+	et_tpm_note_deadline(ET_E_TIMEOUT, "the TPM did not answer NV_Read within %u ms", 700u);
+	expect(ET_TSS2_RC_DEADLINE, 0x01000000, ET_E_TIMEOUT, "NV_Read within 700 ms");
+	et_tpm_note_deadline(ET_E_TPM_UNREACHABLE, "this TPM connection is no longer used");
+	expect(ET_TSS2_RC_UNUSABLE, 0, ET_E_TPM_UNREACHABLE, "no longer used");
+}
+
 static void test_rc_base(void **state)
 {
 	(void)state;
@@ -71,6 +81,7 @@ static void test_rc_base(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_classes),
 		cmocka_unit_test(test_rc_base),
 	};
