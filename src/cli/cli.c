@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,64 @@ static int timeout_from(const char *opt, const char *optval, const char *env, ui
 	return 0;
 }
 
+/*
+ * Backstop for a TCTI that ignores the library's per-command deadline (tpm2-tss 3.2.1's swtpm
+ * TCTI blocks in its socket read whatever the timeout): the command ends with exit 11 once it
+ * has run longer than its TPM commands may take at their deadlines. The message is made when
+ * the TPM is opened, because the handler may only write and _exit.
+ */
+static char backstop_msg[640];
+static size_t backstop_len;
+
+static void backstop_fire(int sig)
+{
+	(void)sig;
+	if (write(STDERR_FILENO, backstop_msg, backstop_len) < 0) {
+		/* nothing more can be done in a signal handler */
+	}
+	_exit(CLI_EXIT_TPM_TIMEOUT);
+}
+
+/* The TCTI et_ctx_new will use (same order as the library), only for the message. */
+static const char *tcti_for_message(const struct cli *cli)
+{
+	const char *v = cli->tcti;
+
+	if (!v || !*v)
+		v = getenv("EDGETRUST_TCTI");
+	if (!v || !*v)
+		v = getenv("TPM2TOOLS_TCTI");
+	return v && *v ? v : "device:/dev/tpmrm0";
+}
+
+/* Armed before the TPM is opened: opening a swtpm: TCTI already talks to the simulator. */
+static void backstop_arm(const char *tcti, uint32_t cmd_ms, uint32_t keygen_ms)
+{
+	/* Every command of the CLI sends at most 2 key generations and about 20 other commands
+	 * (status is the longest); counted generously, plus 2 s. */
+	uint64_t ms = 2 * (uint64_t)(keygen_ms ? keygen_ms : ET_TPM_KEYGEN_TIMEOUT_DEFAULT_MS) +
+		      24 * (uint64_t)(cmd_ms ? cmd_ms : ET_TPM_TIMEOUT_DEFAULT_MS);
+	unsigned limit_s = (unsigned)(ms / 1000) + 2;
+	struct sigaction sa;
+	int n;
+
+	n = snprintf(backstop_msg, sizeof(backstop_msg),
+		     "edgetrust: the TPM (TCTI '%s') did not answer: the command did not finish "
+		     "within %u s, the most its TPM commands may take at their deadlines (the TCTI "
+		     "ignores the per-command deadline, as tpm2-tss' swtpm TCTI does). Check the TPM "
+		     "(`dmesg | grep -i tpm`) or the simulator, then retry; if it is only slow, raise "
+		     "--tpm-timeout / --tpm-keygen-timeout\n",
+		     tcti, limit_s);
+	if (n <= 0)
+		return;
+	backstop_len = (size_t)n < sizeof(backstop_msg) ? (size_t)n : sizeof(backstop_msg) - 1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = backstop_fire;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGALRM, &sa, NULL) == 0)
+		alarm(limit_s);
+}
+
 int cli_open(struct cli *cli, et_ctx **ret)
 {
 	uint32_t cmd_ms = 0, keygen_ms = 0;
@@ -173,6 +232,7 @@ int cli_open(struct cli *cli, et_ctx **ret)
 	/* tpm2-tss prints its own ERROR lines to stderr; our message already says it all. */
 	if (cli->verbose < 3 && !getenv("TSS2_LOG"))
 		setenv("TSS2_LOG", "all+NONE", 1);
+	backstop_arm(tcti_for_message(cli), cmd_ms, keygen_ms);
 	r = et_ctx_new(cli->tcti, &ctx);
 	if (r == 0)
 		r = et_ctx_set_timeouts(ctx, cmd_ms, keygen_ms);

@@ -10,6 +10,7 @@ et_ctx is never reused until et_ctx_reopen (et-timeout-probe), and nothing is le
 (the session of an interrupted `creds open` is flushed over a second connection).
 """
 import os
+import signal
 import subprocess
 import unittest
 
@@ -103,6 +104,20 @@ class TpmTimeoutTest(unittest.TestCase):
                       "--tpm-keygen-timeout", "1200"])
         self.assert_timeout(p, "Create within 1200 ms", "--tpm-keygen-timeout")
         self.assertNotIn(0x81000003, faultlib.handles(self.tpm.env(), "persistent"))
+
+    def test_stopped_simulator_behind_the_swtpm_tcti(self):
+        # tpm2-tss 3.2.1's swtpm TCTI blocks in its socket read whatever the deadline; the
+        # CLI's backstop ends the command after 2 x 500 + 24 x 200 ms + 2 s = 7 s.
+        self.tpm.proc.send_signal(signal.SIGSTOP)
+        try:
+            p = self.cli(["--tpm-timeout", "200", "--tpm-keygen-timeout", "500", "serial",
+                          "read"], env=self.tpm.env())
+        finally:
+            self.tpm.proc.send_signal(signal.SIGCONT)
+        self.assertEqual(p.returncode, faultlib.exit_code("TPM_TIMEOUT"), p.err)
+        self.assertEqual(p.out, "")
+        for w in ("the TPM", self.tpm.tcti, "did not answer", "within 7 s", "--tpm-timeout"):
+            self.assertIn(w, p.err)
 
     def test_busy_within_resends_is_invisible_under_a_short_deadline(self):
         for name in ("RETRY", "YIELDED", "TESTING"):
