@@ -34,7 +34,7 @@ struct xfer {
 	bool keygen;
 	uint32_t limit_ms;
 	int64_t deadline_ms; /* CLOCK_MONOTONIC */
-	bool started;        /* _Async was called */
+	bool started;	     /* _Async was called */
 };
 
 static int64_t now_ms(void)
@@ -49,7 +49,8 @@ static bool tpm_answered(TSS2_RC rc)
 {
 	TSS2_RC layer = rc & TSS2_RC_LAYER_MASK;
 
-	/* ESAPI's own test (iesys_tpm_error): these leave its context ready for the next command. */
+	/* ESAPI's own test (iesys_tpm_error): these leave its context ready for the next command.
+	 */
 	return rc == TSS2_RC_SUCCESS || layer == TSS2_TPM_RC_LAYER ||
 	       layer == TSS2_RESMGR_TPM_RC_LAYER;
 }
@@ -81,13 +82,12 @@ static void mark_broken(struct xfer *x, TSS2_RC rc)
 		return;
 	ctx->broken_err = broken_class(rc);
 	if (rc == ET_TSS2_RC_DEADLINE)
-		snprintf(ctx->broken_why, sizeof(ctx->broken_why),
-			 "%s got no answer within %u ms", x->cmd, x->limit_ms);
+		snprintf(ctx->broken_why, sizeof(ctx->broken_why), "%s got no answer within %u ms",
+			 x->cmd, x->limit_ms);
 	else
 		snprintf(ctx->broken_why, sizeof(ctx->broken_why), "%s failed with 0x%x", x->cmd,
 			 rc);
-	et_log(ET_LOG_DEBUG, "TPM link '%s' no longer used: %s", ctx->tcti_conf,
-	       ctx->broken_why);
+	et_log(ET_LOG_DEBUG, "TPM link '%s' no longer used: %s", ctx->tcti_conf, ctx->broken_why);
 }
 
 static TSS2_RC xfer_begin(et_ctx *ctx, struct xfer *x, const char *cmd, enum cmd_class cls)
@@ -103,12 +103,12 @@ static TSS2_RC xfer_begin(et_ctx *ctx, struct xfer *x, const char *cmd, enum cmd
 	if (rescue && (ctx->rescue_failed || !ctx->rescue_esys))
 		return ET_TSS2_RC_UNUSABLE;
 	if (!rescue && ctx->broken_err) {
-		et_tpm_note_deadline(ctx->broken_err,
-			 "this TPM connection (TCTI '%s') is no longer used: an earlier command (%s) "
-			 "did not complete, and the TPM may still be working on it. Close it and open "
-			 "a new one (et_ctx_free, et_ctx_new: run the program again); if this repeats, "
-			 "check the TPM",
-			 ctx->tcti_conf, ctx->broken_why);
+		et_tpm_note_deadline(
+		    ctx->broken_err,
+		    "this TPM connection (TCTI '%s') is no longer used: an earlier command (%s) "
+		    "did not complete, and the TPM may still be working on it. Open a new one "
+		    "(et_ctx_reopen, or run the program again); if this repeats, check the TPM",
+		    ctx->tcti_conf, ctx->broken_why);
 		return ET_TSS2_RC_UNUSABLE;
 	}
 	x->deadline_ms = now_ms() + x->limit_ms;
@@ -140,13 +140,14 @@ static bool xfer_more(struct xfer *x, TSS2_RC *rc)
 	}
 	left = x->deadline_ms - now_ms();
 	if (left <= 0) {
-		et_tpm_note_deadline(ET_E_TIMEOUT,
-				     "the TPM (TCTI '%s') did not answer %s within %u ms (hung, or the "
-				     "simulator stopped): check the TPM (`dmesg | grep -i tpm`) or the "
-				     "simulator, then retry; if it is only slow, raise --tpm%s-timeout "
-				     "(edgetrustd: tpm_%stimeout_ms)",
-				     x->ctx->tcti_conf, x->cmd, x->limit_ms, x->keygen ? "-keygen" : "",
-				     x->keygen ? "keygen_" : "");
+		et_tpm_note_deadline(
+		    ET_E_TIMEOUT,
+		    "the TPM (TCTI '%s') did not answer %s within %u ms (hung, or the "
+		    "simulator stopped): check the TPM (`dmesg | grep -i tpm`) or the "
+		    "simulator, then retry; if it is only slow, raise --tpm%s-timeout "
+		    "(edgetrustd: tpm_%stimeout_ms)",
+		    x->ctx->tcti_conf, x->cmd, x->limit_ms, x->keygen ? "-keygen" : "",
+		    x->keygen ? "keygen_" : "");
 		*rc = ET_TSS2_RC_DEADLINE;
 		mark_broken(x, *rc);
 		return false;
@@ -202,8 +203,8 @@ TSS2_RC et_esys_read_public(et_ctx *ctx, ESYS_TR object, TPM2B_PUBLIC **out_publ
 	TSS2_RC rc = xfer_begin(ctx, &x, "ReadPublic", CMD_SHORT);
 
 	if (rc == TSS2_RC_SUCCESS)
-		rc = Esys_ReadPublic_Async(x.esys, object, ESYS_TR_NONE, ESYS_TR_NONE,
-					   ESYS_TR_NONE);
+		rc =
+		    Esys_ReadPublic_Async(x.esys, object, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE);
 	while (xfer_more(&x, &rc))
 		rc = Esys_ReadPublic_Finish(x.esys, out_public, NULL, NULL);
 	return rc;
@@ -230,8 +231,8 @@ TSS2_RC et_esys_nv_write(et_ctx *ctx, ESYS_TR auth, ESYS_TR nv, ESYS_TR session,
 	TSS2_RC rc = xfer_begin(ctx, &x, "NV_Write", CMD_SHORT);
 
 	if (rc == TSS2_RC_SUCCESS)
-		rc = Esys_NV_Write_Async(x.esys, auth, nv, session, ESYS_TR_NONE, ESYS_TR_NONE, data,
-					 offset);
+		rc = Esys_NV_Write_Async(x.esys, auth, nv, session, ESYS_TR_NONE, ESYS_TR_NONE,
+					 data, offset);
 	while (xfer_more(&x, &rc))
 		rc = Esys_NV_Write_Finish(x.esys);
 	return rc;
