@@ -1533,6 +1533,7 @@ int main(int argc, char **argv)
 	sigdelset(&origmask, SIGINT);
 	sigdelset(&origmask, SIGHUP);
 	et_log_set(log_cb, NULL);
+	et_tpmjob_set_log(log_cb, NULL);
 
 	rc = et_agent_config_load(config_path, &a.cfg, err, sizeof(err));
 	if (rc < 0) {

@@ -64,6 +64,9 @@ int et_tpmjob_envelope_open(const char *tcti, uint32_t key_handle, const char *s
  */
 void et_tpmjob_set_timeouts(uint32_t cmd_ms, uint32_t keygen_ms);
 
+/* Where each helper run's duration and peak RSS go (debug level); NULL: nowhere. */
+void et_tpmjob_set_log(et_log_fn fn, void *ud);
+
 /* The helper's side: one request from fd, the answer to fd. Returns the process exit code. */
 int et_tpmjob_serve(int fd);
 
