@@ -136,6 +136,8 @@ type = bool
     write("ack", "one", b'{"v":1,"ranges":[[7,7]]}')
     write("ack", "edge", b'{"v":1,"serial":"SN1","ranges":[[1,3],[5,7],[9,9],'
           b'[9007199254740992,9007199254740992]]}')
+    write("ack", "epoch", b'{"v":1,"serial":"SN1","epoch":4503599627370497,"ranges":[[1,20]]}')
+    write("ack", "epoch-edge", b'{"v":1,"epoch":9007199254740992,"ranges":[[3,4]]}')
 
 
 if __name__ == "__main__":

@@ -8,22 +8,27 @@
 
 #include "ack.h"
 
-/* An integral JSON number in [1, ET_ACK_MAX_SEQ]; range first (the cast is undefined outside). */
-static bool seq_ok(const cJSON *j, int64_t *ret)
+/* An integral JSON number in [min, max]; range first (the cast is undefined outside). */
+static bool int_ok(const cJSON *j, int64_t min, int64_t max, int64_t *ret)
 {
 	double d;
 
 	if (!cJSON_IsNumber(j))
 		return false;
 	d = j->valuedouble;
-	if (!(d >= 1 && d <= (double)ET_ACK_MAX_SEQ) || (double)(int64_t)d != d)
+	if (!(d >= (double)min && d <= (double)max) || (double)(int64_t)d != d)
 		return false;
 	*ret = (int64_t)d;
 	return true;
 }
 
-int et_ack_parse(const char *serial, const void *payload, size_t len, struct et_ack_range *ranges,
-		 size_t max, char *err, size_t errlen)
+static bool seq_ok(const cJSON *j, int64_t *ret)
+{
+	return int_ok(j, 1, ET_ACK_MAX_SEQ, ret);
+}
+
+int et_ack_parse(const char *serial, const void *payload, size_t len, int64_t *ret_epoch,
+		 struct et_ack_range *ranges, size_t max, char *err, size_t errlen)
 {
 	cJSON *root = NULL;
 	const cJSON *j, *r;
@@ -53,6 +58,13 @@ int et_ack_parse(const char *serial, const void *payload, size_t len, struct et_
 	j = cJSON_GetObjectItemCaseSensitive(root, "serial");
 	if (j && (!cJSON_IsString(j) || strcmp(j->valuestring, serial))) {
 		snprintf(err, errlen, "the ack names another device");
+		goto out;
+	}
+	/* No epoch: a cloud from before epochs, whose numbers are those of epoch 0. */
+	j = cJSON_GetObjectItemCaseSensitive(root, "epoch");
+	*ret_epoch = 0;
+	if (j && !int_ok(j, 0, ET_ACK_MAX_EPOCH, ret_epoch)) {
+		snprintf(err, errlen, "\"epoch\" is not an integer in 0..2^53");
 		goto out;
 	}
 	j = cJSON_GetObjectItemCaseSensitive(root, "ranges");

@@ -183,6 +183,7 @@ struct agent {
 	int64_t ack_timeout_ms;  /* [spool] ack_timeout_s */
 	int64_t resend_warned_ms; /* last "no acknowledgement" warning (one a minute at most) */
 	struct et_ack_range *ack_ranges;
+	bool epoch_warned;        /* an ack for another spool epoch was logged at info once */
 
 	/* Readings of one poll round, accepted into the spool in one transaction. */
 	struct et_spool_rec *buf;
@@ -643,6 +644,8 @@ static int publish_records(struct agent *a, int64_t after, int64_t limit, int64_
 	}
 	doc = cJSON_CreateObject();
 	cJSON_AddNumberToObject(doc, "v", 1);
+	/* (epoch, seq) names a reading: a wiped spool counts from 1 again under a new epoch. */
+	cJSON_AddNumberToObject(doc, "epoch", (double)et_spool_epoch(a->spool));
 	cJSON_AddItemToObject(doc, "records", b->records);
 	text = cJSON_PrintUnformatted(doc);
 	cJSON_Delete(doc);
@@ -747,14 +750,25 @@ static void on_cloud_ack(struct agent *a, const uint8_t *payload, size_t len, in
 {
 	char err[256];
 	bool progress = false;
+	int64_t epoch;
 	int n, k;
 	size_t i;
 
 	if (!a->cloud_ack)
 		return;
-	n = et_ack_parse(a->serial, payload, len, a->ack_ranges, ET_ACK_MAX_RANGES, err, sizeof(err));
+	n = et_ack_parse(a->serial, payload, len, &epoch, a->ack_ranges, ET_ACK_MAX_RANGES, err,
+			 sizeof(err));
 	if (n < 0) {
 		logm(ET_LOG_WARNING, "telemetry ack from the cloud ignored: %s", err);
+		return;
+	}
+	if (epoch != et_spool_epoch(a->spool)) {
+		/* Expected once after the spool was wiped or replaced: the retained ack names the
+		 * old spool's readings, whose numbers the new spool hands out again. */
+		logm(a->epoch_warned ? ET_LOG_DEBUG : ET_LOG_INFO,
+		     "telemetry ack for spool epoch %" PRId64 " ignored: this spool's epoch is %" PRId64,
+		     epoch, et_spool_epoch(a->spool));
+		a->epoch_warned = true;
 		return;
 	}
 	for (k = 0; k < n; k++) {
@@ -1593,6 +1607,8 @@ int main(int argc, char **argv)
 			code = EXIT_SPOOL;
 			goto out;
 		}
+		logm(ET_LOG_INFO, "spool epoch %" PRId64 ", %" PRIu64 " readings waiting",
+		     et_spool_epoch(a.spool), et_spool_depth(a.spool));
 	}
 	rc = et_settings_open(a.cfg->agent.data_dir, settings_defaults(a.cfg), &a.settings, err,
 			      sizeof(err));

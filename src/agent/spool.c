@@ -2,12 +2,14 @@
 /*
  * SQLite spool (see spool.h). Durability: WAL with synchronous=FULL, so a reading reported as
  * accepted survives a power cut; deletions are batched by the caller and may be lost on a power
- * cut, which only causes a duplicate on the wire (the cloud de-duplicates on seq).
+ * cut, which only causes a duplicate on the wire (the cloud de-duplicates on (epoch, seq)).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <sqlite3.h>
 
@@ -18,6 +20,7 @@ struct et_spool {
 	sqlite3_stmt *ins, *peek, *del, *drop_oldest, *set_meta, *count;
 	uint64_t max_records;
 	int64_t next_seq;
+	int64_t epoch;
 	uint64_t depth;
 	uint64_t dropped;
 	uint64_t dropped_unsaved; /* drops counted while the disk was full */
@@ -57,6 +60,56 @@ static int set_meta(struct et_spool *s, const char *k, int64_t v)
 	rc = sqlite3_step(s->set_meta);
 	sqlite3_reset(s->set_meta);
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* A new spool's epoch: uniform in [1, ET_SPOOL_EPOCH_MAX]. */
+static int new_epoch(struct et_spool *s, int64_t *ret)
+{
+	uint64_t r = 0;
+
+	do {
+		ssize_t n;
+
+		do
+			n = getrandom(&r, sizeof(r), 0);
+		while (n < 0 && errno == EINTR);
+		if (n != (ssize_t)sizeof(r)) {
+			snprintf(s->err, sizeof(s->err), "no random numbers for the spool epoch: %s",
+				 n < 0 ? strerror(errno) : "short read");
+			return -1;
+		}
+		r &= (uint64_t)ET_SPOOL_EPOCH_MAX;
+	} while (r == 0);
+	*ret = (int64_t)r;
+	return 0;
+}
+
+/*
+ * The epoch from the meta table; a spool without one gets one now: 0 when it has handed out
+ * sequence numbers already (created before epochs: the cloud stored them under epoch 0, and
+ * readings still in the spool must keep their names), else a new random one.
+ */
+static int load_epoch(struct et_spool *s)
+{
+	int64_t e = query_int(s, "SELECT v FROM meta WHERE k='epoch'", -1);
+	int rc;
+
+	if (e >= 0 && e <= ET_SPOOL_EPOCH_MAX) {
+		s->epoch = e;
+		return 0;
+	}
+	if (query_int(s, "SELECT count(*) FROM meta WHERE k='next_seq'", 0) > 0 ||
+	    query_int(s, "SELECT count(*) FROM readings", 0) > 0)
+		e = 0;
+	else if (new_epoch(s, &e) < 0)
+		return -1;
+	rc = set_meta(s, "epoch", e);
+	if (rc != SQLITE_OK) {
+		snprintf(s->err, sizeof(s->err), "storing the spool epoch: %s", sqlite3_errmsg(s->db));
+		return -1;
+	}
+	s->epoch = e;
+	return 0;
 }
 
 int et_spool_open(const char *path, uint64_t max_records, struct et_spool **ret, char *errbuf,
@@ -113,6 +166,8 @@ int et_spool_open(const char *path, uint64_t max_records, struct et_spool **ret,
 		if (m + 1 > s->next_seq)
 			s->next_seq = m + 1;
 	}
+	if (load_epoch(s) < 0)
+		goto fail;
 	s->dropped = (uint64_t)query_int(s, "SELECT v FROM meta WHERE k='dropped'", 0);
 	s->depth = (uint64_t)query_int(s, "SELECT count(*) FROM readings", 0);
 	*ret = s;
@@ -297,6 +352,11 @@ int et_spool_commit(struct et_spool *s)
 		return classify(rc);
 	}
 	return 0;
+}
+
+int64_t et_spool_epoch(struct et_spool *s)
+{
+	return s->epoch;
 }
 
 uint64_t et_spool_depth(struct et_spool *s)

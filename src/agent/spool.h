@@ -3,9 +3,12 @@
  * The store-and-forward spool: readings wait here, in SQLite (WAL, synchronous=FULL), from the
  * moment the poller produced them until the cloud acknowledged storing them (or, with
  * [spool] delivery = puback, until the broker's PUBACK). Each reading
- * gets a per-device sequence number on insert that never repeats, even across restarts with an
- * empty spool (the next number lives in a meta table). The spool is bounded: when full, the
- * oldest readings are dropped and counted in a persistent counter.
+ * gets a sequence number on insert that never repeats within the spool, even across restarts
+ * with an empty spool (the next number lives in a meta table). A spool that is wiped or replaced
+ * starts at 1 again, so each spool also has an epoch, drawn at random when it is created and
+ * kept in the meta table: readings are named by (epoch, seq) on the wire and in the cloud store
+ * (docs/protocol.md, "Spool epoch"). The spool is bounded: when full, the oldest readings are
+ * dropped and counted in a persistent counter.
  *
  * One et_spool is used by one thread (the agent's main thread).
  */
@@ -29,6 +32,14 @@ struct et_spool_rec {
 	const char *q;    /* "ok", "exception", ... */
 };
 
+/*
+ * Epochs travel as JSON numbers, which cJSON reads as doubles: a new spool draws its epoch from
+ * [1, 2^53 - 1] (exact as a double). 0 is the epoch of a spool created before epochs existed
+ * (it already has sequence numbers, which the cloud stored under epoch 0) and of messages that
+ * carry none.
+ */
+#define ET_SPOOL_EPOCH_MAX 9007199254740991LL
+
 /* Result of an insert batch. */
 enum et_spool_rc {
 	ET_SPOOL_OK = 0,
@@ -36,7 +47,8 @@ enum et_spool_rc {
 	ET_SPOOL_ERROR = -101,  /* another SQLite error: nothing of the batch was accepted */
 };
 
-/* Opens or creates data_dir/spool.db. errbuf receives the reason on failure. */
+/* Opens or creates data_dir/spool.db (a new spool gets a new random epoch). errbuf receives
+ * the reason on failure. */
 int et_spool_open(const char *path, uint64_t max_records, struct et_spool **ret, char *errbuf,
 		  size_t errlen);
 void et_spool_free(struct et_spool *s);
@@ -69,6 +81,9 @@ int64_t et_spool_count(struct et_spool *s, int64_t lo, int64_t hi);
 /* Group several et_spool_ack calls in one transaction (one fsync). */
 int et_spool_begin(struct et_spool *s);
 int et_spool_commit(struct et_spool *s);
+
+/* The spool's epoch, 0..ET_SPOOL_EPOCH_MAX (see above). */
+int64_t et_spool_epoch(struct et_spool *s);
 
 /* Counters for status reports. */
 uint64_t et_spool_depth(struct et_spool *s);

@@ -658,11 +658,16 @@ static int cmd_telemetry(struct args *a)
 	}
 	if ((ec = open_reg(a, &r)))
 		return ec;
-	const char *p[] = { a->argv[0], reg_i64(since, sb), reg_i64(a->limit, lb) };
+	const char *p[] = { a->argv[0], a->argv[0], reg_i64(since, sb), reg_i64(a->limit, lb) };
+	/* In seq order within a spool epoch; epochs (random numbers) in the order they first
+	 * arrived, so a device's readings before a wiped spool come before those after it. */
 	if (cdb_query(r->db,
-		      "SELECT seq, ts, device, point, value, unit, q FROM telemetry WHERE serial = ?"
-		      " AND ts >= CAST(? AS BIGINT) ORDER BY seq LIMIT CAST(? AS BIGINT)",
-		      3, p, &rows) != CDB_OK) {
+		      "SELECT t.seq, t.ts, t.device, t.point, t.value, t.unit, t.q, t.epoch"
+		      " FROM telemetry t JOIN (SELECT epoch, MIN(received_at) AS first_at"
+		      " FROM telemetry WHERE serial = ? GROUP BY epoch) e ON e.epoch = t.epoch"
+		      " WHERE t.serial = ? AND t.ts >= CAST(? AS BIGINT)"
+		      " ORDER BY e.first_at, t.epoch, t.seq LIMIT CAST(? AS BIGINT)",
+		      4, p, &rows) != CDB_OK) {
 		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
 		reg_close(r);
 		return EC_DB;
@@ -673,6 +678,8 @@ static int cmd_telemetry(struct args *a)
 		if (arr) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddNumberToObject(o, "seq", strtod(cdb_cell(rows, i, 0), NULL));
+			/* At most 2^53: exact as a JSON number. */
+			cJSON_AddNumberToObject(o, "epoch", strtod(cdb_cell(rows, i, 7), NULL));
 			cJSON_AddNumberToObject(o, "ts", strtod(cdb_cell(rows, i, 1), NULL));
 			for (int c = 2; c <= 6; c++) {
 				static const char *names[] = { "", "", "device", "point", "value", "unit", "q" };

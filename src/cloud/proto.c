@@ -208,10 +208,30 @@ int proto_password(char out[33])
 	return 0;
 }
 
+bool proto_epoch(const struct cJSON *j, int64_t *ret)
+{
+	double d;
+
+	if (!j) {
+		*ret = 0;
+		return true;
+	}
+	if (!cJSON_IsNumber(j))
+		return false;
+	d = j->valuedouble;
+	/* Range first: the cast is undefined outside. */
+	if (!(d >= 0 && d <= (double)PROTO_MAX_EPOCH) || (double)(int64_t)d != d)
+		return false;
+	*ret = (int64_t)d;
+	return true;
+}
+
 /* ---- telemetry acknowledgements ---------------------------------------------------------- */
 
+/* One device and spool epoch (a batch may hold a device's messages of two epochs). */
 struct ack_dev {
 	char serial[65];
+	int64_t epoch;
 	int64_t *seq;
 	size_t n, cap;
 };
@@ -237,15 +257,15 @@ void proto_acks_free(struct proto_acks *a)
 	free(a);
 }
 
-int proto_acks_add(struct proto_acks *a, const char *serial, int64_t seq)
+int proto_acks_add(struct proto_acks *a, const char *serial, int64_t epoch, int64_t seq)
 {
 	struct ack_dev *d = NULL;
 
-	if (a->last < a->n && !strcmp(a->dev[a->last].serial, serial)) {
+	if (a->last < a->n && a->dev[a->last].epoch == epoch && !strcmp(a->dev[a->last].serial, serial)) {
 		d = &a->dev[a->last];
 	} else {
 		for (size_t i = 0; i < a->n && !d; i++)
-			if (!strcmp(a->dev[i].serial, serial)) {
+			if (a->dev[i].epoch == epoch && !strcmp(a->dev[i].serial, serial)) {
 				d = &a->dev[i];
 				a->last = i;
 			}
@@ -262,6 +282,7 @@ int proto_acks_add(struct proto_acks *a, const char *serial, int64_t seq)
 		d = &a->dev[a->n];
 		memset(d, 0, sizeof(*d));
 		snprintf(d->serial, sizeof(d->serial), "%s", serial);
+		d->epoch = epoch;
 		a->last = a->n++;
 	}
 	if (d->n == d->cap) {
@@ -286,8 +307,9 @@ static int cmp_i64(const void *x, const void *y)
  * doubles) is needed. */
 static void emit_dev(struct ack_dev *d, proto_ack_fn fn, void *ud)
 {
-	/* {"v":1,"serial":"<64>","ranges":[ + ranges of up to 2 * 20 digits + "[,],"] + ]} */
-	size_t cap = 64 + 80 + (size_t)PROTO_ACK_MAX_RANGES * 46;
+	/* {"v":1,"serial":"<64>","epoch":<20>,"ranges":[ + ranges of up to 2 * 20 digits + "[,],"]
+	 * + ]} */
+	size_t cap = 64 + 110 + (size_t)PROTO_ACK_MAX_RANGES * 46;
 	char *buf = malloc(cap);
 	size_t i = 0;
 
@@ -295,7 +317,8 @@ static void emit_dev(struct ack_dev *d, proto_ack_fn fn, void *ud)
 		return;
 	qsort(d->seq, d->n, sizeof(*d->seq), cmp_i64);
 	while (i < d->n) {
-		size_t len = (size_t)snprintf(buf, cap, "{\"v\":1,\"serial\":\"%s\",\"ranges\":[", d->serial);
+		size_t len = (size_t)snprintf(buf, cap, "{\"v\":1,\"serial\":\"%s\",\"epoch\":%" PRId64
+					      ",\"ranges\":[", d->serial, d->epoch);
 		int nr = 0;
 		while (i < d->n && nr < PROTO_ACK_MAX_RANGES) {
 			int64_t lo = d->seq[i], hi = lo;

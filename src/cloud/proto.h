@@ -45,16 +45,26 @@ char *proto_b64(const uint8_t *data, size_t len);
 int proto_password(char out[33]);
 
 /*
+ * The spool epoch of a telemetry message (docs/protocol.md, "Spool epoch"): its "epoch" member
+ * j, NULL when absent (0: an agent from before epochs). An integral JSON number in
+ * 0..PROTO_MAX_EPOCH (2^53, exact as a double) is taken; anything else returns false.
+ */
+#define PROTO_MAX_EPOCH 9007199254740992LL
+struct cJSON;
+bool proto_epoch(const struct cJSON *j, int64_t *ret);
+
+/*
  * Telemetry acknowledgements (et/v1/<serial>/telemetry/ack, docs/protocol.md): the sequence
- * numbers of one committed batch, per device, sent as sorted, merged ranges
- * {"v":1,"serial":"S","ranges":[[lo,hi],...]} of at most PROTO_ACK_MAX_RANGES ranges each.
+ * numbers of one committed batch, per device and spool epoch, sent as sorted, merged ranges
+ * {"v":1,"serial":"S","epoch":E,"ranges":[[lo,hi],...]} of at most PROTO_ACK_MAX_RANGES ranges
+ * each.
  */
 #define PROTO_ACK_MAX_RANGES 1000
 struct proto_acks;
 struct proto_acks *proto_acks_new(void);
 void proto_acks_free(struct proto_acks *a);
-/* Records that seq of serial is stored (new or a duplicate). -1 when out of memory. */
-int proto_acks_add(struct proto_acks *a, const char *serial, int64_t seq);
+/* Records that (epoch, seq) of serial is stored (new or a duplicate). -1 when out of memory. */
+int proto_acks_add(struct proto_acks *a, const char *serial, int64_t epoch, int64_t seq);
 /* Calls fn once per ack message (serial and JSON text, valid during the call). */
 typedef void (*proto_ack_fn)(const char *serial, const char *json, size_t len, void *ud);
 void proto_acks_emit(struct proto_acks *a, proto_ack_fn fn, void *ud);

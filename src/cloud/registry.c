@@ -60,7 +60,23 @@ static const char *const migration_2[] = {
 	" updated_at BIGINT NOT NULL)",
 	NULL,
 };
-static const char *const *const migrations[] = { migration_1, migration_2 };
+/* Telemetry de-duplicated on (serial, epoch, seq): a device whose spool was wiped or replaced
+ * counts from seq 1 again under a new spool epoch (docs/protocol.md, "Spool epoch"). Rows from
+ * before, and messages without an epoch, are epoch 0. Neither backend can change a primary key
+ * in place, so the table is copied (PostgreSQL's key is then named telemetry_e_pkey). */
+static const char *const migration_3[] = {
+	"CREATE TABLE telemetry_e ("
+	" serial TEXT NOT NULL, epoch BIGINT NOT NULL DEFAULT 0, seq BIGINT NOT NULL,"
+	" ts BIGINT NOT NULL, device TEXT, point TEXT, value DOUBLE PRECISION, unit TEXT, q TEXT,"
+	" received_at BIGINT NOT NULL,"
+	" PRIMARY KEY (serial, epoch, seq))",
+	"INSERT INTO telemetry_e (serial, epoch, seq, ts, device, point, value, unit, q, received_at)"
+	" SELECT serial, 0, seq, ts, device, point, value, unit, q, received_at FROM telemetry",
+	"DROP TABLE telemetry",
+	"ALTER TABLE telemetry_e RENAME TO telemetry",
+	NULL,
+};
+static const char *const *const migrations[] = { migration_1, migration_2, migration_3 };
 
 int64_t reg_now(void)
 {
@@ -397,19 +413,19 @@ int reg_cred_count(reg *r, const char *serial, long *ret)
 	return CDB_OK;
 }
 
-int reg_telemetry_insert(reg *r, const char *serial, int64_t seq, int64_t ts, const char *device,
-			 const char *point, const char *value, const char *unit, const char *q,
-			 long *ret_inserted)
+int reg_telemetry_insert(reg *r, const char *serial, int64_t epoch, int64_t seq, int64_t ts,
+			 const char *device, const char *point, const char *value, const char *unit,
+			 const char *q, long *ret_inserted)
 {
-	char sb[24], tb[24], rb[24];
-	const char *p[] = { serial, reg_i64(seq, sb), reg_i64(ts, tb), device, point, value, unit, q,
-			    reg_i64(reg_now(), rb) };
+	char eb[24], sb[24], tb[24], rb[24];
+	const char *p[] = { serial, reg_i64(epoch, eb), reg_i64(seq, sb), reg_i64(ts, tb), device,
+			    point, value, unit, q, reg_i64(reg_now(), rb) };
 	return cdb_exec_changes(r->db,
-				"INSERT INTO telemetry (serial, seq, ts, device, point, value, unit, q,"
-				" received_at) VALUES (?, CAST(? AS BIGINT), CAST(? AS BIGINT), ?, ?,"
-				" CAST(? AS DOUBLE PRECISION), ?, ?, CAST(? AS BIGINT))"
-				" ON CONFLICT DO NOTHING",
-				9, p, ret_inserted);
+				"INSERT INTO telemetry (serial, epoch, seq, ts, device, point, value,"
+				" unit, q, received_at) VALUES (?, CAST(? AS BIGINT), CAST(? AS BIGINT),"
+				" CAST(? AS BIGINT), ?, ?, CAST(? AS DOUBLE PRECISION), ?, ?,"
+				" CAST(? AS BIGINT)) ON CONFLICT DO NOTHING",
+				10, p, ret_inserted);
 }
 
 int reg_account_issue(reg *r, const char *serial, const char *hash, int64_t version, bool keep_prev)

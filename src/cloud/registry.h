@@ -12,7 +12,7 @@
 
 #include "db.h"
 
-#define REG_SCHEMA_VERSION 2
+#define REG_SCHEMA_VERSION 3
 
 enum { REG_NOTFOUND = 1 };
 
@@ -88,7 +88,9 @@ int reg_account_confirm(reg *r, const char *serial, int64_t version, long *ret_c
 /* Fingerprint of the key a credential version was sealed to. REG_NOTFOUND if absent. */
 int reg_cred_fpr(reg *r, const char *serial, int64_t version, char ret[65]);
 
-int reg_telemetry_insert(reg *r, const char *serial, int64_t seq, int64_t ts, const char *device,
+/* One reading, de-duplicated on (serial, epoch, seq): *ret_inserted 0 when it was stored before. */
+int reg_telemetry_insert(reg *r, const char *serial, int64_t epoch, int64_t seq, int64_t ts,
+			 const char *device,
 			 const char *point, const char *value, const char *unit, const char *q,
 			 long *ret_inserted);
 

@@ -732,6 +732,14 @@ static void handle_data(struct server *s, const char *serial, const char *kind,
 	if (!strcmp(kind, "telemetry")) {
 		cJSON *recs = cJSON_GetObjectItemCaseSensitive(root, "records"), *rec;
 		long stored = 0, dup = 0;
+		int64_t epoch;
+		/* Readings are named by (epoch, seq): stored under a wrong epoch they could shadow
+		 * others, so a message with a broken epoch is not stored (and not acknowledged). */
+		if (!proto_epoch(cJSON_GetObjectItemCaseSensitive(root, "epoch"), &epoch)) {
+			cl_log(CL_WARNING, "%s: telemetry with an invalid \"epoch\" (not an integer in "
+					   "0..2^53); dropped", serial);
+			goto out;
+		}
 		if (!cJSON_IsArray(recs) || cJSON_GetArraySize(recs) < 1 ||
 		    cJSON_GetArraySize(recs) > PROTO_MAX_RECORDS) {
 			cl_log(CL_WARNING, "%s: telemetry without 1..%d records; dropped", serial,
@@ -755,7 +763,7 @@ static void handle_data(struct server *s, const char *serial, const char *kind,
 			}
 			if (cJSON_IsNumber(val))
 				snprintf(vb, sizeof(vb), "%.17g", val->valuedouble);
-			if (reg_telemetry_insert(s->r, serial, (int64_t)seq->valuedouble,
+			if (reg_telemetry_insert(s->r, serial, epoch, (int64_t)seq->valuedouble,
 						 cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : 0,
 						 cJSON_IsString(dev) ? dev->valuestring : NULL,
 						 cJSON_IsString(pt) ? pt->valuestring : NULL,
@@ -770,7 +778,7 @@ static void handle_data(struct server *s, const char *serial, const char *kind,
 			else
 				dup++;
 			/* Stored now or before: acknowledged to the device once the batch commits. */
-			if (acks && proto_acks_add(acks, serial, (int64_t)seq->valuedouble) < 0)
+			if (acks && proto_acks_add(acks, serial, epoch, (int64_t)seq->valuedouble) < 0)
 				cl_log(CL_WARNING, "%s: out of memory for the ack of seq %.0f; the device "
 						   "sends it again", serial, seq->valuedouble);
 		}

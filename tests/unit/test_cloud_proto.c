@@ -224,26 +224,59 @@ static void test_acks(void **state)
 	/* nothing added: no message */
 	proto_acks_emit(a, collect_ack, &seen);
 	assert_int_equal(seen.n, 0);
-	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
-		assert_int_equal(proto_acks_add(a, "SN1", b[i]), 0);
-	assert_int_equal(proto_acks_add(a, "SN2", 42), 0);
+	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
+		assert_int_equal(proto_acks_add(a, "SN1", 0, b[i]), 0);
+		/* the same numbers of another spool epoch of SN1 interleaved: kept apart */
+		if (i % 3 == 0)
+			assert_int_equal(proto_acks_add(a, "SN1", 9007199254740991, b[i]), 0);
+	}
+	assert_int_equal(proto_acks_add(a, "SN2", 17, 42), 0);
 	proto_acks_emit(a, collect_ack, &seen);
-	assert_int_equal(seen.n, 2);
-	/* sorted, duplicates merged, adjacent numbers joined */
-	assert_string_equal(seen.text[0], "{\"v\":1,\"serial\":\"SN1\",\"ranges\":[[1,3],[5,7],[9,9],"
-					  "[9000000000000000000,9000000000000000000]]}");
-	assert_string_equal(seen.text[1], "{\"v\":1,\"serial\":\"SN2\",\"ranges\":[[42,42]]}");
+	assert_int_equal(seen.n, 3);
+	/* sorted, duplicates merged, adjacent numbers joined, one message per (serial, epoch) */
+	assert_string_equal(seen.text[0], "{\"v\":1,\"serial\":\"SN1\",\"epoch\":0,\"ranges\":[[1,3],"
+					  "[5,7],[9,9],[9000000000000000000,9000000000000000000]]}");
+	assert_string_equal(seen.text[1], "{\"v\":1,\"serial\":\"SN1\",\"epoch\":9007199254740991,"
+					  "\"ranges\":[[6,7],[9,9]]}");
+	assert_string_equal(seen.text[2], "{\"v\":1,\"serial\":\"SN2\",\"epoch\":17,\"ranges\":[[42,42]]}");
 	proto_acks_free(a);
 	/* many gaps: split into messages of PROTO_ACK_MAX_RANGES ranges, each under the limit */
 	memset(&seen, 0, sizeof(seen));
 	a = proto_acks_new();
 	for (int64_t s = 0; s < 2 * PROTO_ACK_MAX_RANGES + 1; s++)
-		assert_int_equal(proto_acks_add(a, "SN1", 9000000000000000000 - 2 * s), 0);
+		assert_int_equal(proto_acks_add(a, "SN1", PROTO_MAX_EPOCH, 9000000000000000000 - 2 * s), 0);
 	proto_acks_emit(a, collect_ack, &seen);
 	assert_int_equal(seen.n, 3);
 	assert_true(seen.longest < PROTO_MAX_PAYLOAD);
 	proto_acks_free(a);
 	proto_acks_free(NULL);
+}
+
+/* The "epoch" of a telemetry message: absent is 0; integers 0..2^53 only. */
+static void test_epoch(void **state)
+{
+	static const char *const ok[] = { "0", "1", "4503599627370497", "9007199254740992", "1e3" };
+	static const int64_t want[] = { 0, 1, 4503599627370497, 9007199254740992, 1000 };
+	static const char *const bad[] = { "-1", "0.5", "9007199254740994", "1e300", "\"5\"",
+					   "null", "true", "[1]" };
+	int64_t e = -5;
+	(void)state;
+	assert_true(proto_epoch(NULL, &e));
+	assert_int_equal(e, 0);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		cJSON *j = cJSON_Parse(ok[i]);
+		assert_true(proto_epoch(j, &e));
+		assert_int_equal(e, want[i]);
+		cJSON_Delete(j);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *j = cJSON_Parse(bad[i]);
+		e = -5;
+		assert_non_null(j);
+		assert_false(proto_epoch(j, &e));
+		assert_int_equal(e, -5);
+		cJSON_Delete(j);
+	}
 }
 
 int main(void)
@@ -254,6 +287,7 @@ int main(void)
 		cmocka_unit_test(test_register_bad),
 		cmocka_unit_test(test_password_and_credentials),
 		cmocka_unit_test(test_acks),
+		cmocka_unit_test(test_epoch),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
