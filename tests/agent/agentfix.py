@@ -185,9 +185,10 @@ class MiniCloud:
                     self.seqs[r["seq"]] = r
                 if self.ack:
                     # Stored (in memory) at once: acknowledged like the real cloud does after
-                    # its commit, retained (docs/protocol.md, "Delivery end to end").
+                    # its commit, retained, naming the message's spool epoch (docs/protocol.md,
+                    # "Delivery end to end", "Spool epoch").
                     c.publish(f"et/v1/{serial}/telemetry/ack",
-                              json.dumps({"v": 1, "serial": serial,
+                              json.dumps({"v": 1, "serial": serial, "epoch": d.get("epoch", 0),
                                           "ranges": ranges(r["seq"] for r in d["records"])}),
                               qos=1, retain=True)
             elif parts[3] == "settings":
