@@ -10,6 +10,8 @@ SQLite or PostgreSQL (--db=sqlite|postgresql), the pymodbus simulator.
   store then holds the old readings unchanged and every new one once, under the new epoch.
   Without epochs (the agent and cloud before this test) the cloud takes the new seq 1, 2, ...
   for duplicates and acknowledges them, the agent deletes them, and they are lost.
+- test_spool_before_epochs: a spool made by an agent before epochs keeps its numbering as
+  epoch 0, so readings stored before the upgrade are not stored again.
 - test_migration: a registry of schema version 2 (telemetry keyed on (serial, seq)) is migrated;
   its rows become epoch 0 and stay readable.
 """
@@ -163,6 +165,61 @@ class Wipe(unittest.TestCase):
         print(f"{DB}: old spool epoch {epoch1}: {len(old)} stored; new spool epoch {epoch2}: "
               f"{len(new)} stored (seq 1..{next2 - 1}, {len(left2)} still in the spool); "
               f"store {len(rows)} = {len(old)} + {len(new)}", file=sys.stderr)
+
+    def sql(self, q):
+        if DB == "postgresql":
+            self.stack.pg.psql(q)
+        else:
+            db = sqlite3.connect(self.stack.db_url, timeout=30, isolation_level=None)
+            try:
+                db.execute(q)
+            finally:
+                db.close()
+
+    def test_spool_before_epochs(self):
+        """An agent upgraded on a spool made before epochs keeps its numbering as epoch 0: the
+        readings it still holds (some already stored, their ack lost) are stored once."""
+        serial = "SN-WIPE-OLD"
+        data = self.tmp.join("data")
+        os.makedirs(data, mode=0o700)
+        db = sqlite3.connect(os.path.join(data, "spool.db"), isolation_level=None)
+        db.execute("CREATE TABLE meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
+        db.execute("CREATE TABLE readings(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
+                   " device TEXT NOT NULL, point TEXT NOT NULL, unit TEXT NOT NULL,"
+                   " value REAL, q TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('next_seq', 6)")
+        for seq in range(1, 6):
+            db.execute("INSERT INTO readings VALUES (?, ?, 'plc1', 'temp', 'degC', ?, 'ok')",
+                       (seq, 1700000000000 + seq, seq + 0.5))
+        db.close()
+        for seq in range(1, 4):   # stored before the upgrade (as epoch 0 by the migration)
+            self.sql("INSERT INTO telemetry (serial, epoch, seq, ts, device, point, value, unit,"
+                     f" q, received_at) VALUES ('{serial}', 0, {seq}, {1700000000000 + seq},"
+                     f" 'plc1', 'temp', {seq}.5, 'degC', 'ok', 1700000000)")
+        agentfix.provision(self.tpm, serial)
+        self.stack.cli("activate", serial, check=True)
+        self.agent = agentfix.Agent(self.tmp, self.tpm.tcti, self.stack.broker_port, self.port,
+                                    serial=serial, poll_ms=50,
+                                    bootstrap_password=self.stack.bootstrap_password)
+        a = self.agent.start()
+        a.wait_log("registration pending")
+        self.stack.cli("accept", serial, check=True)
+        a.wait_log("connected to the broker as " + serial)
+        self.assertIn("spool epoch 0, 5 readings waiting", a.run_log())
+
+        def stored():
+            rows = self.stack.cli("telemetry", serial, "--json", json_out=True)
+            keys = [(r["epoch"], r["seq"]) for r in rows]
+            self.assertEqual(len(keys), len(set(keys)), "an (epoch, seq) stored twice")
+            return {(r["epoch"], r["seq"]): r["ts"] for r in rows}
+        agentfix.wait_for(lambda: {(0, s) for s in range(1, 30)} <= set(stored()), 40,
+                          "the old and the new readings under epoch 0")
+        self.assertEqual(a.stop(), 0, a.run_log()[-3000:])
+        rows = stored()
+        self.assertEqual({e for e, _ in rows}, {0})
+        self.assertEqual([rows[(0, s)] for s in range(1, 6)],
+                         [1700000000000 + s for s in range(1, 6)])
+        self.assertEqual(spool_meta(data)[0], 0)
 
     def test_migration(self):
         """A schema-2 telemetry table (as released before epochs) is migrated: rows get epoch 0."""
