@@ -105,7 +105,8 @@ static int load_epoch(struct et_spool *s)
 		return -1;
 	rc = set_meta(s, "epoch", e);
 	if (rc != SQLITE_OK) {
-		snprintf(s->err, sizeof(s->err), "storing the spool epoch: %s", sqlite3_errmsg(s->db));
+		snprintf(s->err, sizeof(s->err), "storing the spool epoch: %s",
+			 sqlite3_errmsg(s->db));
 		return -1;
 	}
 	s->epoch = e;

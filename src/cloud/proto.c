@@ -261,7 +261,8 @@ int proto_acks_add(struct proto_acks *a, const char *serial, int64_t epoch, int6
 {
 	struct ack_dev *d = NULL;
 
-	if (a->last < a->n && a->dev[a->last].epoch == epoch && !strcmp(a->dev[a->last].serial, serial)) {
+	if (a->last < a->n && a->dev[a->last].epoch == epoch &&
+	    !strcmp(a->dev[a->last].serial, serial)) {
 		d = &a->dev[a->last];
 	} else {
 		for (size_t i = 0; i < a->n && !d; i++)

@@ -238,7 +238,8 @@ static void test_acks(void **state)
 					  "[5,7],[9,9],[9000000000000000000,9000000000000000000]]}");
 	assert_string_equal(seen.text[1], "{\"v\":1,\"serial\":\"SN1\",\"epoch\":9007199254740991,"
 					  "\"ranges\":[[6,7],[9,9]]}");
-	assert_string_equal(seen.text[2], "{\"v\":1,\"serial\":\"SN2\",\"epoch\":17,\"ranges\":[[42,42]]}");
+	assert_string_equal(seen.text[2],
+			    "{\"v\":1,\"serial\":\"SN2\",\"epoch\":17,\"ranges\":[[42,42]]}");
 	proto_acks_free(a);
 	/* many gaps: split into messages of PROTO_ACK_MAX_RANGES ranges, each under the limit */
 	memset(&seen, 0, sizeof(seen));
