@@ -17,7 +17,7 @@
 #define ET_ACK_MAX_RANGES 1000
 /* Sequence numbers travel as JSON numbers (doubles): larger ones are not exact. */
 #define ET_ACK_MAX_SEQ 9007199254740992LL
-/* Epochs too (an agent's are at most 2^53 - 1, spool.h; the parser takes up to 2^53). */
+/* Epochs too (an agent's are below 10^15, spool.h; the parser takes up to 2^53). */
 #define ET_ACK_MAX_EPOCH 9007199254740992LL
 
 struct et_ack_range {

@@ -33,12 +33,14 @@ struct et_spool_rec {
 };
 
 /*
- * Epochs travel as JSON numbers, which cJSON reads as doubles: a new spool draws its epoch from
- * [1, 2^53 - 1] (exact as a double). 0 is the epoch of a spool created before epochs existed
- * (it already has sequence numbers, which the cloud stored under epoch 0) and of messages that
- * carry none.
+ * Epochs travel as JSON numbers, which cJSON holds as doubles and prints with 15 significant
+ * digits whenever that comes within DBL_EPSILON of the value (cJSON 1.7.15 print_number), so
+ * 16-digit integers can come out a few units off. A new spool therefore draws its epoch from
+ * [1, 10^15 - 1] (about 2^49.8 values: exact as a double and in 15 digits). 0 is the epoch of
+ * a spool created before epochs existed (it already has sequence numbers, which the cloud stored
+ * under epoch 0) and of messages that carry none.
  */
-#define ET_SPOOL_EPOCH_MAX 9007199254740991LL
+#define ET_SPOOL_EPOCH_MAX 999999999999999LL
 
 /* Result of an insert batch. */
 enum et_spool_rc {

@@ -678,8 +678,9 @@ static int cmd_telemetry(struct args *a)
 		if (arr) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddNumberToObject(o, "seq", strtod(cdb_cell(rows, i, 0), NULL));
-			/* At most 2^53: exact as a JSON number. */
-			cJSON_AddNumberToObject(o, "epoch", strtod(cdb_cell(rows, i, 7), NULL));
+			/* The database's digits as they are: cJSON prints doubles with 15 significant
+			 * digits when that is within DBL_EPSILON, so a 16-digit epoch could be off. */
+			cJSON_AddRawToObject(o, "epoch", cdb_cell(rows, i, 7));
 			cJSON_AddNumberToObject(o, "ts", strtod(cdb_cell(rows, i, 1), NULL));
 			for (int c = 2; c <= 6; c++) {
 				static const char *names[] = { "", "", "device", "point", "value", "unit", "q" };

@@ -138,7 +138,12 @@ class Wipe(unittest.TestCase):
         def new_spool_delivered():
             e, n, left = spool_meta(a.data_dir)
             return n - 1 >= NEW and len(left) < n - 1
-        agentfix.wait_for(new_spool_delivered, 40, f"{NEW} new readings, some acknowledged")
+        try:
+            agentfix.wait_for(new_spool_delivered, 40, f"{NEW} new readings, some acknowledged")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: spool {spool_meta(a.data_dir)[:2]}\n"
+                                 f"{a.run_log()[-4000:]}\n{self.stack.serve_log_text()[-2000:]}"
+                                 ) from None
         self.assertEqual(a.stop(), 0, a.run_log()[-3000:])
         epoch2, next2, left2 = spool_meta(a.data_dir)
         if epoch1 is not None:

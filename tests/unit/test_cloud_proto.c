@@ -278,6 +278,23 @@ static void test_epoch(void **state)
 		assert_int_equal(e, -5);
 		cJSON_Delete(j);
 	}
+	/* Epochs as the agent sends them (cJSON numbers, below 10^15, src/agent/spool.h) arrive
+	 * exactly: cJSON prints 15 significant digits when that is within DBL_EPSILON, which is
+	 * exact only below 10^15. */
+	static const int64_t sent[] = { 1, 999999999999999, 999999999999998, 562949953421311,
+					 123456789012345, 100000000000001 };
+	for (size_t i = 0; i < sizeof(sent) / sizeof(sent[0]); i++) {
+		cJSON *o = cJSON_CreateObject();
+		char *text;
+		cJSON_AddNumberToObject(o, "epoch", (double)sent[i]);
+		text = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		o = cJSON_Parse(text);
+		assert_true(proto_epoch(cJSON_GetObjectItemCaseSensitive(o, "epoch"), &e));
+		assert_int_equal(e, sent[i]);
+		cJSON_Delete(o);
+		free(text);
+	}
 }
 
 int main(void)
