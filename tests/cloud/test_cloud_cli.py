@@ -143,6 +143,46 @@ class CliTest(unittest.TestCase):
         self.assertEqual(run([binary("edgetrust-cloud"), "init-broker", "--dir", d, "--force"]).returncode,
                          EC_FILE)
 
+    def test_init_broker_accounts(self):
+        """--accounts registry (default) loads the edgetrust plugin before dynamic security,
+        with an absolute registry path; --accounts dynsec loads dynamic security alone."""
+        d = self.tmp.join("broker-reg")
+        p = run([binary("edgetrust-cloud"), "init-broker", "--dir", d, "--db", "rel/registry.db",
+                 "--plugin", "/opt/et/edgetrust_auth.so"])
+        self.assertEqual(p.returncode, EC_OK, p.err)
+        with open(os.path.join(d, "mosquitto-edgetrust.conf")) as f:
+            lines = [l for l in f.read().splitlines() if l and not l.startswith("#")]
+        plugins = [l for l in lines if l.startswith("plugin ")]
+        self.assertEqual(plugins, ["plugin /opt/et/edgetrust_auth.so",
+                                   "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"])
+        self.assertIn("plugin_opt_registry " + os.path.join(os.getcwd(), "rel/registry.db"), lines)
+        self.assertLess(lines.index("plugin_opt_registry " + os.path.join(os.getcwd(), "rel/registry.db")),
+                        lines.index(plugins[1]))
+        with open(os.path.join(d, "dynamic-security.json")) as f:
+            cfg = json.load(f)
+        cloud = {(a["acltype"], a["topic"]) for r in cfg["roles"] if r["rolename"] == "edgetrust-cloud"
+                 for a in r["acls"]}
+        self.assertIn(("publishClientSend", "$CONTROL/edgetrust/v1"), cloud)
+        d = self.tmp.join("broker-dyn")
+        p = run([binary("edgetrust-cloud"), "init-broker", "--dir", d, "--accounts", "dynsec"])
+        self.assertEqual(p.returncode, EC_OK, p.err)
+        with open(os.path.join(d, "mosquitto-edgetrust.conf")) as f:
+            text = f.read()
+        self.assertNotIn("edgetrust_auth", text)
+        self.assertNotIn("plugin_opt_registry", text)
+        self.assertIn("mosquitto_dynamic_security.so", text)
+        p = run([binary("edgetrust-cloud"), "init-broker", "--dir", d, "--accounts", "nope"])
+        self.assertEqual(p.returncode, EC_USAGE)
+        self.assertEqual(self.cli("serve", "--accounts", "both").returncode, EC_USAGE)
+
+    def test_reserved_serials(self):
+        """A device named like a broker login would shadow it: activate refuses."""
+        for name in ("bootstrap", "edgetrust-cloud"):
+            p = self.cli("activate", name)
+            self.assertEqual(p.returncode, EC_INPUT, p.err)
+            self.assertIn("reserved", p.err)
+        self.assertEqual(self.cli("show", "bootstrap").returncode, EC_NOT_FOUND)
+
     def test_serve_bad_password_file(self):
         p = run([binary("edgetrust-cloud"), "serve", "--db", self.url, "--broker-password-file",
                  "/nonexistent/pw", "--broker-port", "1"], timeout=30)
