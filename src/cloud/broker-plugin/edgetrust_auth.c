@@ -315,7 +315,8 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	r = MOSQ_ERR_AUTH;
 	if (!a.enabled || !cid || strcmp(cid, a.client_id))
 		goto out;
-	/* Both hashes are always computed, so the time does not tell which one matched. */
+	/* Both hashes are checked whenever there is a previous one, so the time does not tell
+	 * which of the two matched. */
 	bool cur = acct_verify(a.hash, ed->password);
 	bool prev = a.prev_hash && acct_verify(a.prev_hash, ed->password);
 	if (cur || prev) {
