@@ -334,6 +334,34 @@ def provision(swtpm, serial):
         raise AssertionError(f"provision failed: {p.err}")
 
 
+def local_stack(case, serial, poll_ms, *, provisioned=True, tmpfs=None, cloud=None, **agent_kw):
+    """The set-up most agent tests share, on case: case.tmp, case.tpm (swtpm), case.mq
+    (anonymous mosquitto), case.sim (Modbus TCP simulator), case.cloud (MiniCloud with the
+    keyword arguments in cloud), case.agent (not started), and case.mnt when tmpfs gives a
+    size for a small /data. The serial is provisioned unless provisioned=False. Everything is
+    stopped after the test, in reverse order, also when the set-up fails half way."""
+    case.tmp = etfix.TempDir()
+    case.addCleanup(case.tmp.cleanup)
+    if tmpfs:
+        case.mnt = mount_tmpfs(case, case.tmp, tmpfs)
+        case.addCleanup(unmount_tmpfs, case.mnt)
+        agent_kw.setdefault("data_dir", case.mnt)
+    case.tpm = etfix.Swtpm().start()
+    # Through a lambda: tests may replace case.tpm (a restarted swtpm) and case.mq.
+    case.addCleanup(lambda: case.tpm.cleanup())
+    case.mq = etfix.Mosquitto(allow_anonymous=True).start()
+    case.addCleanup(lambda: case.mq.cleanup())
+    if provisioned:
+        provision(case.tpm, serial)
+    case.sim = ModbusSim(case.tmp).start()
+    case.addCleanup(lambda: case.sim.stop())
+    case.cloud = MiniCloud(case.mq.port, **(cloud or {}))
+    case.addCleanup(lambda: case.cloud.stop())
+    case.agent = Agent(case.tmp, case.tpm.tcti, case.mq.port, case.sim.port, serial=serial,
+                       poll_ms=poll_ms, **agent_kw)
+    case.addCleanup(lambda: case.agent.stop())
+
+
 class Proxy:
     """A TCP proxy on a free loopback port in front of target_port: cut() drops every
     connection and refuses new ones (the device's network goes away), restore() ends that."""

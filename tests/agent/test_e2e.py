@@ -26,22 +26,7 @@ def spool_state(data_dir):
 
 class E2E(unittest.TestCase):
     def setUp(self):
-        self.tmp = etfix.TempDir()
-        self.tpm = etfix.Swtpm().start()
-        self.mq = etfix.Mosquitto(allow_anonymous=True).start()
-        agentfix.provision(self.tpm, "SN-E2E-1")
-        self.sim = agentfix.ModbusSim(self.tmp).start()
-        self.cloud = agentfix.MiniCloud(self.mq.port, password=PASSWORD)
-        self.agent = agentfix.Agent(self.tmp, self.tpm.tcti, self.mq.port, self.sim.port,
-                                    serial="SN-E2E-1", poll_ms=50)
-
-    def tearDown(self):
-        self.agent.stop()
-        self.cloud.stop()
-        self.sim.stop()
-        self.mq.cleanup()
-        self.tpm.cleanup()
-        self.tmp.cleanup()
+        agentfix.local_stack(self, "SN-E2E-1", 50, cloud={"password": PASSWORD})
 
     def assert_all_arrived(self):
         """Every seq the spool ever handed out is in the store or still in the spool."""

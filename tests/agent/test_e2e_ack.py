@@ -184,22 +184,8 @@ class SilentCloud(unittest.TestCase):
     WINDOW = 20
 
     def setUp(self):
-        self.tmp = etfix.TempDir()
-        self.tpm = etfix.Swtpm().start()
-        self.mq = etfix.Mosquitto(allow_anonymous=True).start()
-        agentfix.provision(self.tpm, self.SERIAL)
-        self.sim = agentfix.ModbusSim(self.tmp).start()
-        self.cloud = agentfix.MiniCloud(self.mq.port, ack=False)
-        self.agent = agentfix.Agent(self.tmp, self.tpm.tcti, self.mq.port, self.sim.port,
-                                    serial=self.SERIAL, poll_ms=50, spool_extra="ack_timeout_s = 1\n")
-
-    def tearDown(self):
-        self.agent.stop()
-        self.cloud.stop()
-        self.sim.stop()
-        self.mq.cleanup()
-        self.tpm.cleanup()
-        self.tmp.cleanup()
+        agentfix.local_stack(self, self.SERIAL, 50, cloud={"ack": False},
+                             spool_extra="ack_timeout_s = 1\n")
 
     def test_resends_bounded_nothing_deleted(self):
         t0 = time.monotonic()

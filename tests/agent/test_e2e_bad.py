@@ -24,21 +24,7 @@ def other_pubkey(tmp):
 
 class Bad(unittest.TestCase):
     def setUp(self):
-        self.tmp = etfix.TempDir()
-        self.tpm = etfix.Swtpm().start()
-        self.mq = etfix.Mosquitto(allow_anonymous=True).start()
-        self.sim = agentfix.ModbusSim(self.tmp).start()
-        self.cloud = agentfix.MiniCloud(self.mq.port)
-        self.agent = agentfix.Agent(self.tmp, self.tpm.tcti, self.mq.port, self.sim.port,
-                                    serial=SERIAL, poll_ms=200)
-
-    def tearDown(self):
-        self.agent.stop()
-        self.cloud.stop()
-        self.sim.stop()
-        self.mq.cleanup()
-        self.tpm.cleanup()
-        self.tmp.cleanup()
+        agentfix.local_stack(self, SERIAL, 200, provisioned=False)
 
     def start_registered(self):
         agentfix.provision(self.tpm, SERIAL)

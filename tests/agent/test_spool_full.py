@@ -14,24 +14,7 @@ SERIAL = "SN-FULL-1"
 
 class SpoolFull(unittest.TestCase):
     def setUp(self):
-        self.tmp = etfix.TempDir()
-        self.mnt = agentfix.mount_tmpfs(self, self.tmp, "2m")
-        self.tpm = etfix.Swtpm().start()
-        self.mq = etfix.Mosquitto(allow_anonymous=True).start()
-        self.sim = agentfix.ModbusSim(self.tmp).start()
-        self.cloud = agentfix.MiniCloud(self.mq.port)
-        agentfix.provision(self.tpm, SERIAL)
-        self.agent = agentfix.Agent(self.tmp, self.tpm.tcti, self.mq.port, self.sim.port,
-                                    serial=SERIAL, poll_ms=20, data_dir=self.mnt)
-
-    def tearDown(self):
-        self.agent.stop()
-        self.cloud.stop()
-        self.sim.stop()
-        self.mq.cleanup()
-        self.tpm.cleanup()
-        agentfix.unmount_tmpfs(self.mnt)
-        self.tmp.cleanup()
+        agentfix.local_stack(self, SERIAL, 20, tmpfs="2m")
 
     def test_disk_full(self):
         a = self.agent.start()

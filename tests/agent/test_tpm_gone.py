@@ -15,22 +15,7 @@ SERIAL = "SN-TPMGONE-1"
 
 class TpmGone(unittest.TestCase):
     def setUp(self):
-        self.tmp = etfix.TempDir()
-        self.tpm = etfix.Swtpm().start()
-        self.mq = etfix.Mosquitto(allow_anonymous=True).start()
-        agentfix.provision(self.tpm, SERIAL)
-        self.sim = agentfix.ModbusSim(self.tmp).start()
-        self.cloud = agentfix.MiniCloud(self.mq.port)
-        self.agent = agentfix.Agent(self.tmp, self.tpm.tcti, self.mq.port, self.sim.port,
-                                    serial=SERIAL, poll_ms=50)
-
-    def tearDown(self):
-        self.agent.stop()
-        self.cloud.stop()
-        self.sim.stop()
-        self.mq.cleanup()
-        self.tpm.cleanup()
-        self.tmp.cleanup()
+        agentfix.local_stack(self, SERIAL, 50)
 
     def test_telemetry_flows_without_tpm(self):
         a = self.agent.start()

@@ -14,22 +14,7 @@ SERIAL = "SN-HELPER-1"
 
 class TpmHelper(unittest.TestCase):
     def setUp(self):
-        self.tmp = etfix.TempDir()
-        self.tpm = etfix.Swtpm().start()
-        self.mq = etfix.Mosquitto(allow_anonymous=True).start()
-        agentfix.provision(self.tpm, SERIAL)
-        self.sim = agentfix.ModbusSim(self.tmp).start()
-        self.cloud = agentfix.MiniCloud(self.mq.port)
-        self.agent = agentfix.Agent(self.tmp, self.tpm.tcti, self.mq.port, self.sim.port,
-                                    serial=SERIAL, poll_ms=100)
-
-    def tearDown(self):
-        self.agent.stop()
-        self.cloud.stop()
-        self.sim.stop()
-        self.mq.cleanup()
-        self.tpm.cleanup()
-        self.tmp.cleanup()
+        agentfix.local_stack(self, SERIAL, 100)
 
     def helper_runs(self):
         return [l for l in self.agent.run_log().splitlines() if "TPM helper (" in l]
