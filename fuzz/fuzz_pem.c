@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz target: device public keys in PEM, which the cloud takes from registration messages
- * sent by devices it does not trust yet (et_pem_check_rsa, et_pem_fingerprint).
+ * sent by devices it does not trust yet (et_pem_check_rsa, et_pem_fingerprint, et_pubkey_from_pem).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,7 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char fpr[65];
 	char *pem = malloc(size + 1);
-	int r1, r2;
+	et_pubkey *key = NULL;
+	int r1, r2, r3;
 
 	if (!pem)
 		return 0;
@@ -29,6 +30,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* A key good enough to use always has a fingerprint. */
 	if (r1 == 0 && r2 != 0)
 		abort();
+	/* The parsed key accepts exactly what the check accepts, with the same fingerprint. */
+	r3 = et_pubkey_from_pem(pem, &key);
+	if ((r3 == 0) != (r1 == 0) || (r3 < 0 && r3 != r1))
+		abort();
+	if (r3 == 0 && (strcmp(et_pubkey_fingerprint(key), fpr) != 0 || et_pubkey_bits(key) < 2048))
+		abort();
+	et_pubkey_free(key);
 	free(pem);
 	return 0;
 }

@@ -254,17 +254,35 @@ int et_envelope_seal(const char *pubkey_pem, const char *serial, uint32_t cred_v
 		     const uint8_t *plaintext, size_t plaintext_len, uint8_t **ret_blob,
 		     size_t *ret_blob_len)
 {
-	EVP_PKEY *pkey = NULL;
+	et_pubkey *key = NULL;
+	int r;
+
+	if (!serial || !ret_blob || !ret_blob_len || (!plaintext && plaintext_len))
+		return et_fail(ET_E_INVALID, "envelope seal: missing argument");
+	r = et_pubkey_from_pem(pubkey_pem, &key);
+	if (r < 0)
+		return r;
+	r = et_envelope_seal_pubkey(key, serial, cred_version, plaintext, plaintext_len, ret_blob,
+				    ret_blob_len);
+	et_pubkey_free(key);
+	return r;
+}
+
+int et_envelope_seal_pubkey(const et_pubkey *key, const char *serial, uint32_t cred_version,
+			    const uint8_t *plaintext, size_t plaintext_len, uint8_t **ret_blob,
+			    size_t *ret_blob_len)
+{
+	EVP_PKEY *pkey;
 	EVP_PKEY_CTX *pc = NULL;
 	EVP_CIPHER_CTX *c = NULL;
 	uint8_t aes_key[ET_ENV_AES_KEY_LEN];
-	uint8_t fpr[ET_FPR_LEN];
 	uint8_t *blob = NULL, *p;
 	size_t slen, wlen, total, outlen;
 	int n, r;
 
-	if (!serial || !ret_blob || !ret_blob_len || (!plaintext && plaintext_len))
+	if (!key || !serial || !ret_blob || !ret_blob_len || (!plaintext && plaintext_len))
 		return et_fail(ET_E_INVALID, "envelope seal: missing argument");
+	pkey = key->pkey;
 	slen = strlen(serial);
 	if (!serial_ok((const uint8_t *)serial, slen))
 		return et_fail(ET_E_INVALID,
@@ -273,15 +291,6 @@ int et_envelope_seal(const char *pubkey_pem, const char *serial, uint32_t cred_v
 	if (plaintext_len > ET_ENV_PAYLOAD_MAX)
 		return et_fail(ET_E_TOO_LARGE, "credentials of %zu bytes exceed the %u-byte limit",
 			       plaintext_len, ET_ENV_PAYLOAD_MAX);
-	r = et_pem_read_public(pubkey_pem, &pkey);
-	if (r < 0)
-		goto out;
-	r = et_pkey_check_rsa(pkey, 0);
-	if (r < 0)
-		goto out;
-	r = et_pkey_fingerprint(pkey, fpr);
-	if (r < 0)
-		goto out;
 	wlen = (size_t)EVP_PKEY_get_size(pkey);
 	total = ET_ENV_FIXED_LEN + slen + wlen + plaintext_len;
 	blob = malloc(total);
@@ -303,7 +312,7 @@ int et_envelope_seal(const char *pubkey_pem, const char *serial, uint32_t cred_v
 	p += 8;
 	memcpy(p, serial, slen);
 	p += slen;
-	memcpy(p, fpr, ET_FPR_LEN);
+	memcpy(p, key->fpr, ET_FPR_LEN);
 	p += ET_FPR_LEN;
 	put_be(p, cred_version, 4);
 	p += 4;
@@ -346,7 +355,6 @@ out:
 	ERR_clear_error();
 	EVP_CIPHER_CTX_free(c);
 	EVP_PKEY_CTX_free(pc);
-	EVP_PKEY_free(pkey);
 	free(blob);
 	return r;
 }

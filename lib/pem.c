@@ -185,3 +185,49 @@ int et_pem_check_rsa(const char *pem, unsigned min_bits)
 	EVP_PKEY_free(pkey);
 	return r;
 }
+
+int et_pubkey_from_pem(const char *pem, et_pubkey **ret)
+{
+	et_pubkey *key = NULL;
+	int r;
+
+	if (!ret)
+		return et_fail(ET_E_INVALID, "no place for the parsed public key");
+	key = calloc(1, sizeof(*key));
+	if (!key)
+		return et_fail(ET_E_NOMEM, "out of memory parsing a public key");
+	r = et_pem_read_public(pem, &key->pkey);
+	if (r < 0)
+		goto out;
+	r = et_pkey_check_rsa(key->pkey, 0);
+	if (r < 0)
+		goto out;
+	r = et_pkey_fingerprint(key->pkey, key->fpr);
+	if (r < 0)
+		goto out;
+	et_fpr_hex(key->fpr, key->fpr_hex);
+	key->bits = (unsigned)EVP_PKEY_get_bits(key->pkey);
+	*ret = key;
+	key = NULL;
+out:
+	et_pubkey_free(key);
+	return r;
+}
+
+void et_pubkey_free(et_pubkey *key)
+{
+	if (!key)
+		return;
+	EVP_PKEY_free(key->pkey);
+	free(key);
+}
+
+const char *et_pubkey_fingerprint(const et_pubkey *key)
+{
+	return key ? key->fpr_hex : NULL;
+}
+
+unsigned et_pubkey_bits(const et_pubkey *key)
+{
+	return key ? key->bits : 0;
+}

@@ -20,4 +20,12 @@ ET_HIDDEN void et_fpr_hex(const uint8_t fpr[ET_FPR_LEN], char ret[65]);
 /* RSA (not RSA-PSS), >= min_bits (0 = 2048), <= 8192 bits, odd exponent 3 <= e < 2^256. */
 ET_HIDDEN int et_pkey_check_rsa(EVP_PKEY *pkey, unsigned min_bits);
 
+/* The parsed key behind the public et_pubkey handle; envelope.c seals with it. */
+struct et_pubkey {
+	EVP_PKEY *pkey;
+	uint8_t fpr[ET_FPR_LEN];
+	char fpr_hex[65];
+	unsigned bits;
+};
+
 #endif

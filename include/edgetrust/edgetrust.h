@@ -205,6 +205,20 @@ ET_EXPORT int et_pem_fingerprint(const char *pem, char ret_fpr[65]);
 /* Checks a PEM public key is RSA with at least min_bits (0 = 2048) and a sane exponent. */
 ET_EXPORT int et_pem_check_rsa(const char *pem, unsigned min_bits);
 
+/*
+ * A device's RSA public key parsed once (0.3): a cloud checks, fingerprints and seals to the
+ * same key per request without decoding its PEM again each time. et_pubkey_from_pem accepts
+ * what et_pem_check_rsa(pem, 0) accepts (RSA, 2048..8192 bits, sane exponent) and fails with
+ * the same ET_E_PEM / ET_E_INVALID errors. et_pubkey_free accepts NULL.
+ */
+typedef struct et_pubkey et_pubkey;
+ET_EXPORT int et_pubkey_from_pem(const char *pem, et_pubkey **ret);
+ET_EXPORT void et_pubkey_free(et_pubkey *key);
+/* Same value as et_pem_fingerprint of the PEM: 64 lowercase hex digits, owned by key. */
+ET_EXPORT const char *et_pubkey_fingerprint(const et_pubkey *key);
+/* Modulus size in bits. */
+ET_EXPORT unsigned et_pubkey_bits(const et_pubkey *key);
+
 /* ---- Credential envelope (docs/envelope.md) ------------------------------------------------ */
 typedef struct et_envelope_info {
 	uint8_t format_version;    /* 1 */
@@ -218,6 +232,10 @@ typedef struct et_envelope_info {
 ET_EXPORT int et_envelope_seal(const char *pubkey_pem, const char *serial, uint32_t cred_version,
 			       const uint8_t *plaintext, size_t plaintext_len, uint8_t **ret_blob,
 			       size_t *ret_blob_len);
+/* Same as et_envelope_seal, to a key parsed by et_pubkey_from_pem (0.3). */
+ET_EXPORT int et_envelope_seal_pubkey(const et_pubkey *key, const char *serial,
+				      uint32_t cred_version, const uint8_t *plaintext,
+				      size_t plaintext_len, uint8_t **ret_blob, size_t *ret_blob_len);
 /* Parses and checks the header only (no decryption); for logging and replay checks. */
 ET_EXPORT int et_envelope_inspect(const uint8_t *blob, size_t blob_len, et_envelope_info *ret);
 /*

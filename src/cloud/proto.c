@@ -50,6 +50,7 @@ static bool hex_ok(const char *s, size_t max)
 void reg_req_clear(struct reg_req *r)
 {
 	free(r->pem);
+	et_pubkey_free(r->key);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -102,15 +103,13 @@ int proto_parse_register(const char *topic_serial, const void *payload, size_t l
 		snprintf(reason, reason_len, "missing \"pubkey_pem\"");
 		goto out;
 	}
-	int e = et_pem_check_rsa(j->valuestring, 2048);
-	if (e < 0) {
+	/* The only decoding of this PEM in the request: checks (RSA >= 2048 bits), fingerprint,
+	 * and later the sealing all use the parsed key. */
+	if (et_pubkey_from_pem(j->valuestring, &req.key) < 0) {
 		snprintf(reason, reason_len, "unacceptable public key: %s", et_errmsg());
 		goto out;
 	}
-	if (et_pem_fingerprint(j->valuestring, req.fpr) < 0) {
-		snprintf(reason, reason_len, "unacceptable public key: %s", et_errmsg());
-		goto out;
-	}
+	snprintf(req.fpr, sizeof(req.fpr), "%s", et_pubkey_fingerprint(req.key));
 	req.pem = strdup(j->valuestring);
 	if (!req.pem) {
 		snprintf(reason, reason_len, "out of memory");

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edgetrust/edgetrust.h"
+
 #define PROTO_MAX_PAYLOAD (64 * 1024)
 #define PROTO_MAX_REGISTER (16 * 1024)
 #define PROTO_MAX_RECORDS 500
@@ -23,6 +25,7 @@ struct reg_req {
 	char serial[65];
 	char *pem;       /* malloc'd */
 	char fpr[65];    /* computed from the PEM */
+	et_pubkey *key;  /* the PEM parsed once, sealed to without decoding it again */
 	char nonce[65];  /* echoed, may be empty */
 };
 

@@ -232,7 +232,7 @@ static int seal_item(struct server *s, struct item *it)
 	char *creds = NULL;
 	uint8_t *blob = NULL;
 	size_t blob_len = 0;
-	int r = -1;
+	int r = -1, rc;
 
 	it->version = d->cred_version > d->issued_version ? d->cred_version : d->issued_version + 1;
 	if (proto_password(it->password) < 0) {
@@ -243,8 +243,16 @@ static int seal_item(struct server *s, struct item *it)
 				  it->password, d->serial, s->device_ca, it->version);
 	if (!creds)
 		goto out;
-	if (et_envelope_seal(d->pubkey_pem, d->serial, (uint32_t)it->version, (const uint8_t *)creds,
-			     strlen(creds), &blob, &blob_len) < 0) {
+	/* The pinned key is the request's key when the fingerprints match (the usual case): seal
+	 * to the key parsed with the request instead of decoding the stored PEM again. */
+	if (it->req.key && !strcasecmp(it->req.fpr, d->fpr))
+		rc = et_envelope_seal_pubkey(it->req.key, d->serial, (uint32_t)it->version,
+					     (const uint8_t *)creds, strlen(creds), &blob,
+					     &blob_len);
+	else
+		rc = et_envelope_seal(d->pubkey_pem, d->serial, (uint32_t)it->version,
+				      (const uint8_t *)creds, strlen(creds), &blob, &blob_len);
+	if (rc < 0) {
 		cl_log(CL_ERR, "%s: cannot seal credentials: %s", d->serial, et_errmsg());
 		goto out;
 	}

@@ -267,17 +267,74 @@ static void test_pem_checks(void **state)
 	assert_string_not_equal(fpr, fpr2);
 }
 
+/* The parsed key: same fingerprint as the PEM helper, envelopes the soft opener opens, and the
+ * same refusals as et_pem_check_rsa. */
+static void test_pubkey(void **state)
+{
+	struct keys *k = *state;
+	et_pubkey *key = NULL, *bad = NULL;
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	et_secret *pt = NULL;
+	et_envelope_info info;
+	char fpr[65];
+
+	assert_int_equal(et_pubkey_from_pem(k->pub, &key), 0);
+	assert_non_null(key);
+	assert_int_equal(et_pem_fingerprint(k->pub, fpr), 0);
+	assert_string_equal(et_pubkey_fingerprint(key), fpr);
+	assert_int_equal(et_pubkey_bits(key), 2048);
+	assert_int_equal(et_envelope_seal_pubkey(key, serial, 9, secret_text, sizeof(secret_text),
+						 &blob, &len),
+			 0);
+	assert_int_equal(len, 70 + strlen(serial) + 256 + sizeof(secret_text) + 16);
+	assert_int_equal(et_envelope_open_soft(k->priv, serial, blob, len, &pt, &info), 0);
+	assert_memory_equal(et_secret_data(pt), secret_text, sizeof(secret_text));
+	assert_string_equal(info.key_fpr, fpr);
+	assert_int_equal(info.cred_version, 9);
+	et_secret_free(pt);
+	pt = NULL;
+	/* another device's key cannot open it */
+	assert_int_equal(et_envelope_open_soft(k->priv2, serial, blob, len, &pt, NULL),
+			 ET_E_ENVELOPE_FOREIGN);
+	assert_null(pt);
+	free(blob);
+	blob = NULL;
+	assert_int_equal(et_envelope_seal_pubkey(key, "bad serial", 1, secret_text, 4, &blob, &len),
+			 ET_E_INVALID);
+	assert_null(blob);
+	assert_int_equal(et_envelope_seal_pubkey(NULL, serial, 1, secret_text, 4, &blob, &len),
+			 ET_E_INVALID);
+	et_pubkey_free(key);
+	et_pubkey_free(NULL);
+
+	assert_int_equal(et_pubkey_from_pem(k->pub_e3, &key), 0);
+	et_pubkey_free(key);
+	assert_int_equal(et_pubkey_from_pem(k->pub1024, &bad), ET_E_PEM);
+	assert_non_null(strstr(et_errmsg(), "1024"));
+	assert_null(bad);
+	assert_int_equal(et_pubkey_from_pem("garbage", &bad), ET_E_PEM);
+	assert_int_equal(et_pubkey_from_pem(k->priv, &bad), ET_E_PEM);
+	assert_int_equal(et_pubkey_from_pem(NULL, &bad), ET_E_INVALID);
+	assert_int_equal(et_pubkey_from_pem(k->pub, NULL), ET_E_INVALID);
+	assert_null(bad);
+}
+
 static void test_ec_key_refused(void **state)
 {
 	EVP_PKEY *pkey = EVP_EC_gen("P-256");
 	BIO *bio = BIO_new(BIO_s_mem());
 	char *pem;
+	et_pubkey *key = NULL;
 
 	(void)state;
 	assert_true(PEM_write_bio_PUBKEY(bio, pkey));
 	pem = bio_string(bio);
 	assert_int_equal(et_pem_check_rsa(pem, 0), ET_E_PEM);
 	assert_non_null(strstr(et_errmsg(), "not RSA"));
+	assert_int_equal(et_pubkey_from_pem(pem, &key), ET_E_PEM);
+	assert_non_null(strstr(et_errmsg(), "not RSA"));
+	assert_null(key);
 	free(pem);
 	BIO_free(bio);
 	EVP_PKEY_free(pkey);
@@ -323,6 +380,7 @@ int main(void)
 	    cmocka_unit_test(test_every_truncation), cmocka_unit_test(test_trailing_bytes),
 	    cmocka_unit_test(test_foreign),	     cmocka_unit_test(test_pem_checks),
 	    cmocka_unit_test(test_ec_key_refused),   cmocka_unit_test(test_bad_exponent),
+	    cmocka_unit_test(test_pubkey),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
