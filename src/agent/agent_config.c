@@ -601,8 +601,10 @@ static int begin_section(struct parser *p, char *name)
 {
 	struct et_agent_config *c = p->cfg;
 	size_t len = strlen(name);
+	size_t keep = len < sizeof(p->sect_name) - 1 ? len : sizeof(p->sect_name) - 1;
 
-	snprintf(p->sect_name, sizeof(p->sect_name), "%s", name);
+	memcpy(p->sect_name, name, keep);
+	p->sect_name[keep] = '\0';
 	if (!strcmp(name, "agent") || !strcmp(name, "broker") || !strcmp(name, "spool")) {
 		struct seen *s = name[0] == 'a' ? &p->agent_seen
 				 : name[0] == 'b' ? &p->broker_seen

@@ -70,9 +70,19 @@ static int call(const char *data_dir, cJSON *req, cJSON **ret)
 		ssize_t n;
 
 		if (len + 4096 > cap) {
-			char *nb = realloc(buf, cap + 65536);
-			if (!nb || cap > (4u << 20)) {
-				free(nb == buf ? NULL : nb);
+			char *nb;
+
+			/* Checked before realloc: a refused answer must leave buf the one block
+			 * `out` frees (the old code could free the moved block twice). */
+			if (cap > (4u << 20)) {
+				fprintf(stderr, "edgetrust: edgetrustd's answer is larger than 4 MiB; "
+						"refused\n");
+				rc = CLI_EXIT_INTERNAL;
+				goto out;
+			}
+			nb = realloc(buf, cap + 65536);
+			if (!nb) {
+				fprintf(stderr, "edgetrust: out of memory reading edgetrustd's answer\n");
 				rc = CLI_EXIT_INTERNAL;
 				goto out;
 			}
