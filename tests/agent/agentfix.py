@@ -362,6 +362,32 @@ def local_stack(case, serial, poll_ms, *, provisioned=True, tmpfs=None, cloud=No
     case.addCleanup(lambda: case.agent.stop())
 
 
+def cloud_stack(case, db="sqlite", modbus=True, **stack_kw):
+    """The set-up of the agent tests against the real edgetrust-cloud (tests/lib/cloudfix.py):
+    case.tmp, case.tpm (swtpm), case.stack (mosquitto + serve on db), case.procs (processes
+    the test starts, stopped in reverse order), and with modbus a simulator on case.port.
+    case.agent, once the test sets it, is stopped first. Skips when the cloud is not built."""
+    try:
+        import cloudfix
+    except ImportError:
+        cloudfix = None
+    if cloudfix is None or not os.path.exists(etfix.binary("edgetrust-cloud")):
+        case.skipTest("edgetrust-cloud / tests/lib/cloudfix.py not available")
+    case.tmp = etfix.TempDir()
+    case.addCleanup(case.tmp.cleanup)
+    case.tpm = etfix.Swtpm().start()
+    case.addCleanup(lambda: case.tpm.cleanup())
+    case.stack = cloudfix.CloudStack(db=db, **stack_kw).start()
+    case.addCleanup(lambda: case.stack.cleanup())
+    case.procs = []
+    case.addCleanup(lambda: [etfix.stop_process(p) for p in reversed(case.procs)])
+    if modbus:
+        sim = ModbusSim(case.tmp).start()
+        case.addCleanup(sim.stop)
+        case.port = sim.port
+    case.addCleanup(lambda: case.agent.stop() if hasattr(case, "agent") else None)
+
+
 class Proxy:
     """A TCP proxy on a free loopback port in front of target_port: cut() drops every
     connection and refuses new ones (the device's network goes away), restore() ends that."""

@@ -17,7 +17,6 @@ security, serve on SQLite, the pymodbus simulator.
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 import unittest
@@ -31,7 +30,6 @@ try:
 except ImportError:
     cloudfix = None
 
-SIM = os.path.join(etfix.SOURCE, "tests", "lib", "modbus_sim.py")
 ACK_TIMEOUT_S = 3
 # ET_TEST_DELIVERY=puback runs the same scenarios with deletion on PUBACK (the negative control
 # used once to show these tests fail without the cloud ack; not part of the suite).
@@ -40,26 +38,7 @@ DELIVERY = os.environ.get("ET_TEST_DELIVERY", "cloud-ack")
 
 class E2EAck(unittest.TestCase):
     def setUp(self):
-        if cloudfix is None or not os.path.exists(etfix.binary("edgetrust-cloud")):
-            self.skipTest("edgetrust-cloud / tests/lib/cloudfix.py not available")
-        self.tmp = etfix.TempDir()
-        self.procs = []
-        self.tpm = etfix.Swtpm().start()
-        self.stack = cloudfix.CloudStack(db="sqlite").start()
-        self.port = etfix.free_ports(1)
-        sim = subprocess.Popen(["/usr/bin/python3", SIM, "--tcp", str(self.port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self.procs.append(sim)
-        self.assertTrue(etfix.wait_port(self.port, 15, sim))
-
-    def tearDown(self):
-        if hasattr(self, "agent"):
-            self.agent.stop()
-        for p in reversed(self.procs):
-            etfix.stop_process(p)
-        self.stack.cleanup()
-        self.tpm.cleanup()
-        self.tmp.cleanup()
+        agentfix.cloud_stack(self)
 
     def store(self, serial):
         rows = self.stack.cli("telemetry", serial, "--json", "--limit", "10000000", json_out=True)

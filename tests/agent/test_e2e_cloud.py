@@ -23,21 +23,7 @@ SIM = os.path.join(etfix.SOURCE, "tests", "lib", "modbus_sim.py")
 
 class E2ECloud(unittest.TestCase):
     def setUp(self):
-        if cloudfix is None or not os.path.exists(etfix.binary("edgetrust-cloud")):
-            self.skipTest("edgetrust-cloud / tests/lib/cloudfix.py not available")
-        self.tmp = etfix.TempDir()
-        self.procs = []
-        self.tpm = etfix.Swtpm().start()
-        self.stack = cloudfix.CloudStack(db="sqlite").start()
-
-    def tearDown(self):
-        if hasattr(self, "agent"):
-            self.agent.stop()
-        for p in reversed(self.procs):
-            etfix.stop_process(p)
-        self.stack.cleanup()
-        self.tpm.cleanup()
-        self.tmp.cleanup()
+        agentfix.cloud_stack(self, modbus=False)
 
     def store(self, serial):
         rows = self.stack.cli("telemetry", serial, "--json", "--limit", "10000000", json_out=True)

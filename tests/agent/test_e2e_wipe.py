@@ -16,9 +16,7 @@ SQLite or PostgreSQL (--db=sqlite|postgresql), the pymodbus simulator.
   its rows become epoch 0 and stay readable.
 """
 import os
-import shutil
 import sqlite3
-import subprocess
 import sys
 import time
 import unittest
@@ -37,7 +35,6 @@ for _a in list(sys.argv[1:]):
         DB = _a.split("=", 1)[1]
         sys.argv.remove(_a)
 
-SIM = os.path.join(etfix.SOURCE, "tests", "lib", "modbus_sim.py")
 SERIAL = "SN-WIPE-1"
 # New readings wanted after the wipe: all of them reuse sequence numbers of the old spool.
 NEW = 60
@@ -56,28 +53,7 @@ def spool_meta(data_dir):
 
 class Wipe(unittest.TestCase):
     def setUp(self):
-        if cloudfix is None or not os.path.exists(etfix.binary("edgetrust-cloud")):
-            self.skipTest("edgetrust-cloud / tests/lib/cloudfix.py not available")
-        self.tmp = etfix.TempDir()
-        self.procs = []
-        self.stack = None
-        self.tpm = etfix.Swtpm().start()
-        self.stack = cloudfix.CloudStack(db=DB, pg_fsync=False).start()
-        self.port = etfix.free_ports(1)
-        sim = subprocess.Popen(["/usr/bin/python3", SIM, "--tcp", str(self.port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self.procs.append(sim)
-        self.assertTrue(etfix.wait_port(self.port, 15, sim))
-
-    def tearDown(self):
-        if hasattr(self, "agent"):
-            self.agent.stop()
-        for p in reversed(self.procs):
-            etfix.stop_process(p)
-        if self.stack:
-            self.stack.cleanup()
-        self.tpm.cleanup()
-        self.tmp.cleanup()
+        agentfix.cloud_stack(self, db=DB, pg_fsync=False)
 
     def rows(self):
         """Every stored reading of the device as {(epoch, seq): ts}; no key twice."""
