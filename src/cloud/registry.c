@@ -379,16 +379,16 @@ int reg_cred_insert(reg *r, const char *serial, int64_t version, const char *fpr
 				6, p, ret_inserted);
 }
 
-int reg_cred_get(reg *r, const char *serial, int64_t version, char **ret)
+/* One column of the credential (serial, version): malloc'd text in *ret, REG_NOTFOUND without
+ * a row or with a NULL value. sql selects that column with the two parameters. */
+static int cred_cell(reg *r, const char *sql, const char *serial, int64_t version, char **ret)
 {
 	char vb[24];
 	const char *p[] = { serial, reg_i64(version, vb) };
 	cdb_rows *rows = NULL;
 	int rc;
 
-	rc = cdb_query(r->db,
-		       "SELECT envelope FROM credentials WHERE serial = ? AND version = CAST(? AS BIGINT)",
-		       2, p, &rows);
+	rc = cdb_query(r->db, sql, 2, p, &rows);
 	if (rc != CDB_OK)
 		return rc;
 	if (rows->nrows == 0 || !cdb_cell(rows, 0, 0)) {
@@ -399,6 +399,14 @@ int reg_cred_get(reg *r, const char *serial, int64_t version, char **ret)
 	rows->cell[0] = NULL;
 	cdb_rows_free(rows);
 	return CDB_OK;
+}
+
+int reg_cred_get(reg *r, const char *serial, int64_t version, char **ret)
+{
+	return cred_cell(r,
+			 "SELECT envelope FROM credentials"
+			 " WHERE serial = ? AND version = CAST(? AS BIGINT)",
+			 serial, version, ret);
 }
 
 int reg_cred_count(reg *r, const char *serial, long *ret)
@@ -471,19 +479,15 @@ int reg_account_confirm(reg *r, const char *serial, int64_t version, long *ret_c
 
 int reg_cred_fpr(reg *r, const char *serial, int64_t version, char ret[65])
 {
-	char vb[24];
-	const char *p[] = { serial, reg_i64(version, vb) };
-	cdb_rows *rows = NULL;
-	int rc = cdb_query(r->db,
-			   "SELECT fingerprint FROM credentials WHERE serial = ? AND version = CAST(? AS BIGINT)",
-			   2, p, &rows);
+	char *fpr = NULL;
+	int rc = cred_cell(r,
+			   "SELECT fingerprint FROM credentials"
+			   " WHERE serial = ? AND version = CAST(? AS BIGINT)",
+			   serial, version, &fpr);
+
 	if (rc != CDB_OK)
 		return rc;
-	if (rows->nrows == 0 || !cdb_cell(rows, 0, 0)) {
-		cdb_rows_free(rows);
-		return REG_NOTFOUND;
-	}
-	snprintf(ret, 65, "%s", cdb_cell(rows, 0, 0));
-	cdb_rows_free(rows);
+	snprintf(ret, 65, "%s", fpr);
+	free(fpr);
 	return CDB_OK;
 }
