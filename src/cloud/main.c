@@ -22,6 +22,7 @@
 #include "exitcodes.h"
 #include "log.h"
 #include "proto.h"
+#include "refusal.h"
 #include "registry.h"
 #include "serve.h"
 
@@ -467,8 +468,12 @@ static int list_devices(struct args *a, const char *state, bool pending_view)
 		struct device *d = &ds[i];
 		if (pending_view && strcmp(d->state, ST_PENDING) && !d->rekey_pem)
 			continue;
-		if (arr)
-			cJSON_AddItemToArray(arr, device_json(d, false));
+		if (arr) {
+			cJSON *o = device_json(d, false);
+			cJSON *rf = reg_refusals_json(r, d->serial);
+			cJSON_AddItemToObject(o, "refusals", rf ? rf : cJSON_CreateNull());
+			cJSON_AddItemToArray(arr, o);
+		}
 		else
 			printf("%-24s %-10s v%-7" PRId64 " %-8s %-6s %.16s%s\n", d->serial, d->state,
 			       d->issued_version, d->broker_state,
@@ -507,6 +512,8 @@ static int cmd_show(struct args *a)
 	}
 	cJSON *o = device_json(&d, true);
 	cJSON_AddNumberToObject(o, "credentials_issued", (double)ncred);
+	cJSON *rf = reg_refusals_json(r, d.serial);
+	cJSON_AddItemToObject(o, "refusals", rf ? rf : cJSON_CreateNull());
 	/* The last changes, from the audit log. */
 	cdb_rows *rows = NULL;
 	const char *p[] = { d.serial };
@@ -542,6 +549,37 @@ out:
 	device_clear(&d);
 	reg_close(r);
 	return ec;
+}
+
+/* Every refusal counter of the fleet: what was refused, from whom, how often, when last. */
+static int cmd_refusals(struct args *a)
+{
+	reg *r = NULL;
+	int ec;
+
+	if ((ec = open_reg(a, &r)))
+		return ec;
+	cJSON *all = reg_refusals_all_json(r);
+	if (!all) {
+		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
+		reg_close(r);
+		return EC_DB;
+	}
+	reg_close(r);
+	if (a->json)
+		return print_json(all);
+	printf("%-24s %-20s %10s %s\n", "SERIAL", "REASON", "COUNT", "LAST");
+	cJSON *e;
+	cJSON_ArrayForEach(e, all)
+	{
+		const char *serial = cJSON_GetObjectItem(e, "serial")->valuestring;
+		printf("%-24s %-20s %10.0f %.0f\n", *serial ? serial : "(unknown)",
+		       cJSON_GetObjectItem(e, "reason")->valuestring,
+		       cJSON_GetObjectItem(e, "count")->valuedouble,
+		       cJSON_GetObjectItem(e, "last_at")->valuedouble);
+	}
+	cJSON_Delete(all);
+	return EC_OK;
 }
 
 static int cmd_settings(struct args *a)
@@ -922,6 +960,9 @@ static const struct cmd commands[] = {
 	  "reported settings. VALUE is a JSON scalar (42, 1.5, true, null, \"x\") or else text.", o_json },
 	{ "telemetry", cmd_telemetry, 1, 1, "telemetry SERIAL [--since T] [--limit N] [--json]",
 	  "Stored readings of a device, in sequence order.", o_tele },
+	{ "refusals", cmd_refusals, 0, 0, "refusals [--json]",
+	  "Refused input and limit hits, counted per device and reason (serial \"\" = not in\n"
+	  "the registry): the trace of an attack.", o_json },
 	{ "audit", cmd_audit, 0, 1, "audit [SERIAL] [--json] [--limit N]",
 	  "The audit log: every change to the registry, who made it and when.", o_audit },
 	{ "init-broker", cmd_init_broker, 0, 0,

@@ -76,7 +76,16 @@ static const char *const migration_3[] = {
 	"ALTER TABLE telemetry_e RENAME TO telemetry",
 	NULL,
 };
-static const char *const *const migrations[] = { migration_1, migration_2, migration_3 };
+/* Refusals and limit hits per device and reason (refusal.h). serial '' = not in the registry. */
+static const char *const migration_4[] = {
+	"CREATE TABLE refusals ("
+	" serial TEXT NOT NULL, reason TEXT NOT NULL,"
+	" count BIGINT NOT NULL, last_at BIGINT NOT NULL,"
+	" PRIMARY KEY (serial, reason))",
+	NULL,
+};
+static const char *const *const migrations[] = { migration_1, migration_2, migration_3,
+						 migration_4 };
 
 int64_t reg_now(void)
 {

@@ -2,7 +2,7 @@
 /*
  * The device registry: devices, issued credentials (sealed envelopes), the audit log, telemetry
  * and settings, with versioned migrations. Written once over db.h, so SQLite and PostgreSQL
- * behave the same. The state machine (what may follow what) lives in ops.c.
+ * behave the same. Refusal counters: refusal.h.
  */
 #ifndef ET_CLOUD_REGISTRY_H
 #define ET_CLOUD_REGISTRY_H
@@ -12,7 +12,7 @@
 
 #include "db.h"
 
-#define REG_SCHEMA_VERSION 3
+#define REG_SCHEMA_VERSION 4
 
 enum { REG_NOTFOUND = 1 };
 
