@@ -119,6 +119,7 @@ class Attacker:
         self.flood_rate = flood_bytes_per_s
         self.big_retained = big_retained
         self.connects_per_s = connects_per_s
+        self.takeover_threads = 4
         self.reg_per_s = registrations_per_s
         self.marker = "adv" + os.urandom(6).hex()
         self.never = [f"ADV-NOPE-{i}" for i in range(4)]   # never activated
@@ -225,21 +226,25 @@ class Attacker:
         self.dev = self._login(self.own, self.creds["password"], self.creds["client_id"])
         if self.dev is None:
             self._count("device_login_refused")
-        for fn in (self._registrations, self._takeovers, self._probe_and_forge, self._flood,
-                   self._bad_telemetry):
+        # A CONNACK from dynamic security takes about a second, so the take-overs run in a few
+        # threads to reach connects_per_s.
+        jobs = [self._registrations, self._probe_and_forge, self._flood, self._bad_telemetry]
+        jobs += [lambda w=w: self._takeovers(w) for w in range(self.takeover_threads)]
+        for fn in jobs:
             t = threading.Thread(target=self._guard, args=(fn,), daemon=True,
-                                 name="atk-" + fn.__name__)
+                                 name="atk-" + getattr(fn, "__name__", "takeover"))
             t.start()
             self.threads.append(t)
         return self
 
     def _guard(self, fn):
+        name = getattr(fn, "__name__", "?")
         try:
             fn()
         except Exception as e:  # noqa: BLE001 (one attack failing must not end the others)
-            self._count("errors." + fn.__name__)
+            self._count("errors." + name)
             with self.lock:
-                self.stats.setdefault("error_text", []).append(f"{fn.__name__}: {e!r}"[:200])
+                self.stats.setdefault("error_text", []).append(f"{name}: {e!r}"[:200])
 
     def wait(self):
         while self._running():
@@ -342,7 +347,7 @@ class Attacker:
             self.stop_ev.wait(1.0 / self.reg_per_s)
 
     # --- take-overs -----------------------------------------------------------------------
-    def _takeovers(self):
+    def _takeovers(self, worker):
         pw = self.creds["password"]
         attempts = []
         for cid in self.cloud_ids + self.honest:
@@ -351,11 +356,12 @@ class Attacker:
         for s in self.honest:
             attempts.append((s, pw, s, f"username {s} with the attacker's password"))
         attempts.append((self.evil_user, "x", self.evil_user, "dynsec client the attacker made"))
-        i = 0
+        n = self.takeover_threads
+        i = worker
         limit = self.connects_per_s * max(self.seconds, 1)
         while self._running() and i < limit:
             user, p, cid, label = attempts[i % len(attempts)]
-            i += 1
+            i += n
             self._count("connect.attempts")
             c = self._login(user, p, cid, timeout=3)
             if c is not None:
@@ -366,7 +372,7 @@ class Attacker:
                     c.disconnect()
                 except Exception:  # noqa: BLE001
                     pass
-            self.stop_ev.wait(1.0 / self.connects_per_s)
+            self.stop_ev.wait(n / self.connects_per_s)
 
     # --- subscriptions and forged messages ------------------------------------------------
     def _forbidden_filters(self, own_prefix):
