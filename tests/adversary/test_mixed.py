@@ -29,6 +29,7 @@ the test asserts, collecting every failure before it reports:
 - the refusals are visible: `edgetrust-cloud refusals --json` counts some for its device;
 - serve is still running.
 """
+import json
 import os
 import sqlite3
 import sys
@@ -142,8 +143,11 @@ class MixedAttack(unittest.TestCase):
         else:
             p = self.stack.cli("accept", LATE, "--key", late.fingerprint)
         if p.returncode != 0:
-            problems.append(f"late device: pending shows {sorted(fprs)}, accept failed "
-                            f"({p.returncode}): {p.err.strip()[:200]}")
+            d = self.stack.device(LATE)
+            pinned = "its own" if d.get("fingerprint") == late.fingerprint else "the attacker's"
+            problems.append(f"late device: pending shows {len(fprs)} keys, the registry pinned "
+                            f"{pinned}; accept failed ({p.returncode}): "
+                            f"{p.err.strip().splitlines()[0][:120]}")
             return
         r = late.wait_reply(self.stack, status="accepted", timeout=30, client=boot)
         if r is None:
@@ -243,9 +247,12 @@ class MixedAttack(unittest.TestCase):
                 problems.append(f"attacker's invalid telemetry stored: {stored_bad}")
             if atk.evil_user in self.stack.dynsec_clients():
                 problems.append("the attacker created a dynamic-security client")
-            refusals = [r for r in self.stack.cli("refusals", "--json", json_out=True)
+            p = self.stack.cli("refusals", "--json")
+            refusals = [r for r in (json.loads(p.out) if p.returncode == 0 else [])
                         if r.get("serial") == ADV and int(r.get("count", 0)) > 0]
-            if not refusals:
+            if p.returncode != 0:
+                problems.append(f"refusals --json failed ({p.returncode}): {p.err.strip()[:100]}")
+            elif not refusals:
                 problems.append(f"no refusals counted for {ADV}")
             flood = {int(e): int(c) for e, c in rows}.get(Attacker.EPOCH_FLOOD, 0)
             print(f"{advtest.BACKEND}: attacker ran {atk.stats.get('elapsed_s')} s, sent "
