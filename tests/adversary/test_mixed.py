@@ -135,9 +135,17 @@ class MixedAttack(unittest.TestCase):
         return late, boot
 
     def accept_late(self, late, boot, problems):
-        pend = [p for p in self.stack.cli("pending", "--json", json_out=True)
-                if p.get("serial") == LATE]
-        fprs = set(_hex64(pend))
+        # Like an agent, the device asks again while its key is not among the candidates (a
+        # limit on candidates or requests may have refused it during the attack).
+        deadline = time.monotonic() + 30
+        while True:
+            pend = [p for p in self.stack.cli("pending", "--json", json_out=True)
+                    if p.get("serial") == LATE]
+            fprs = set(_hex64(pend))
+            if late.fingerprint in fprs or time.monotonic() > deadline:
+                break
+            late.register(self.stack, client=boot, timeout=5)
+            time.sleep(1)
         if fprs == {late.fingerprint}:
             p = self.stack.cli("accept", LATE)
         else:
