@@ -283,6 +283,13 @@ class Attacker:
                 self.boot_id = cid
                 self._watch(c, "bootstrap", lambda t: _match("et/v1/+/register/reply", t))
                 self.reply_sub = subscribe_granted(c, "et/v1/+/register/reply")
+
+                def again(cl, ud, flags, rc, props=None):
+                    # paho reconnects by itself (a broker that drops a login for an oversized
+                    # publish); the replies are watched again on the new session.
+                    if rc == 0:
+                        cl.subscribe("et/v1/+/register/reply", qos=1)
+                c.on_connect = again
                 return c
         self._count("bootstrap_login_refused")
         return None
