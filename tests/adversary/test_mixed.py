@@ -29,6 +29,7 @@ the test asserts, collecting every failure before it reports:
 - the refusals are visible: `edgetrust-cloud refusals --json` counts some for its device;
 - serve is still running.
 """
+import base64
 import json
 import os
 import sqlite3
@@ -276,6 +277,35 @@ class MixedAttack(unittest.TestCase):
         print(f"{advtest.BACKEND}: honest readings " + ", ".join(
             f"{s} {v[1] - 1}" for s, v in spools.items()), file=sys.stderr)
         self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
+
+class AttackerSees(unittest.TestCase):
+    """The attacker's recorder is not blind: against a broker that lets everyone do anything
+    (mosquitto with anonymous access and no ACLs, what a broker without our plugin and dynamic
+    security would be), it records the take-overs, the subscriptions, the messages and an
+    envelope sealed to its key for a serial it does not own."""
+
+    def test_open_broker(self):
+        mq = etfix.Mosquitto(allow_anonymous=True).start()
+        self.addCleanup(mq.cleanup)
+        creds = {"username": "ADV-OPEN", "password": "x", "client_id": "ADV-OPEN"}
+        atk = Attacker(mq.port, "x", creds, SoftDevice("ADV-OPEN").key, honest=["SN-OPEN-A"],
+                       late=["SN-OPEN-L"], seconds=4, nkeys=1)
+        self.addCleanup(atk.stop)
+        cloud = mqtt_connect(mq.port, "cloud", "x", "etcloud-open")
+        self.addCleanup(lambda: (cloud.loop_stop(), cloud.disconnect()))
+        env = agentfix.seal(atk.keys[0].pubkey_pem, "SN-OPEN-A", 1,
+                            json.dumps({"v": 1, "username": "SN-OPEN-A"}).encode())
+        cloud.publish("et/v1/SN-OPEN-A/register/reply", json.dumps(
+            {"v": 1, "serial": "SN-OPEN-A", "status": "accepted",
+             "envelope": base64.b64encode(env).decode()}), qos=1, retain=True).wait_for_publish()
+        atk.run()
+        kinds = {v["kind"] for v in atk.violations}
+        self.assertLessEqual({"connect", "subscribe", "received", "envelope"}, kinds,
+                             atk.violations[:5])
+        opened = [v for v in atk.violations if v["kind"] == "envelope"]
+        self.assertEqual(opened[0].get("opened_username"), "SN-OPEN-A", opened)
+        self.assertGreater(atk.stats.get("flood.records", 0), 0)
 
 
 def _hex64(obj):
