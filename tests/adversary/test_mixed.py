@@ -28,6 +28,9 @@ the test asserts, collecting every failure before it reports:
 - none of its invalid telemetry is stored (one spool epoch per kind of invalid input);
 - the refusals are visible: `edgetrust-cloud refusals --json` counts some for its device;
 - serve is still running.
+
+AttackerSees runs the attacker against a broker without ACLs, to show that its recorder sees
+what a broken broker would give it (a test of the test).
 """
 import base64
 import json
