@@ -83,7 +83,11 @@ static const struct cli_command commands[] = {
 static const char common_help[] =
 	"Common options:\n"
 	"  --tcti TCTI        TPM to use, e.g. device:/dev/tpmrm0, swtpm:host=H,port=P\n"
-	"                     (default: $EDGETRUST_TCTI, $TPM2TOOLS_TCTI, device:/dev/tpmrm0)\n"
+	"                     (default: $EDGETRUST_TCTI, $TPM2TOOLS_TCTI, device:/dev/tpmrm0);\n"
+	"                     by name only the system's device, swtpm, mssim, tabrmd\n"
+	"  --tcti-module PATH load the TCTI from this module file instead (absolute path,\n"
+	"                     owned by root or you, not writable by others); --tcti then\n"
+	"                     gives its configuration\n"
 	"  --tpm-timeout MS   deadline of one TPM command (default 10000; also\n"
 	"                     $EDGETRUST_TPM_TIMEOUT_MS); a TPM that does not answer in\n"
 	"                     time gives exit 11\n"
@@ -96,7 +100,7 @@ static const char common_help[] =
 
 static void print_usage(FILE *f)
 {
-	fprintf(f, "Usage: edgetrust [--tcti TCTI] [--tpm-timeout MS] [--json] [-v] COMMAND "
+	fprintf(f, "Usage: edgetrust [--tcti TCTI] [--tcti-module PATH] [--tpm-timeout MS] [--json] [-v] COMMAND "
 		   "[ARGS]\n\n"
 		   "TPM 2.0 device identity for edge devices: serial number in NV, device key, "
 		   "sealed credentials.\n\nCommands:\n");
@@ -207,6 +211,7 @@ int main(int argc, char **argv)
 {
 	static const struct option global_opts[] = {
 		{"tcti", required_argument, NULL, 't'},
+		{"tcti-module", required_argument, NULL, 'M'},
 		{"json", no_argument, NULL, 'j'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"tpm-timeout", required_argument, NULL, 'T'},
@@ -225,6 +230,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 't':
 			cli.tcti = optarg;
+			break;
+		case 'M':
+			cli.tcti_module = optarg;
 			break;
 		case 'j':
 			cli.json = true;
