@@ -126,9 +126,10 @@ static int write_into(const char *path, const struct stat *st, const void *data,
 		fprintf(stderr, "edgetrust: cannot open --out %s: %s\n", path, strerror(errno));
 		return errno == EACCES ? CLI_EXIT_PERMISSION : CLI_EXIT_IO;
 	}
-	/* The path may have changed since stat(): write only into what we checked for. */
+	/* The path may have changed since stat(): write only into what we checked for (a
+	 * connected socket is a new inode; connect() reaches only a listening socket). */
 	if (fstat(fd, &fst) < 0 || (fst.st_mode & S_IFMT) != (st->st_mode & S_IFMT) ||
-	    fst.st_ino != st->st_ino || fst.st_dev != st->st_dev) {
+	    (!S_ISSOCK(st->st_mode) && (fst.st_ino != st->st_ino || fst.st_dev != st->st_dev))) {
 		close(fd);
 		return refuse(path, "no longer what it was when checked");
 	}
