@@ -180,7 +180,7 @@ class CliTest(unittest.TestCase):
         for name in ("bootstrap", "edgetrust-cloud"):
             p = self.cli("activate", name)
             self.assertEqual(p.returncode, EC_INPUT, p.err)
-            self.assertIn("reserved", p.err)
+            self.assertIn("broker logins", p.err)
         self.assertEqual(self.cli("show", "bootstrap").returncode, EC_NOT_FOUND)
 
     def test_serve_bad_password_file(self):
