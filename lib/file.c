@@ -48,8 +48,8 @@ int et_file_open_read(const char *path, unsigned flags, const char *what, int *r
 		int e = errno;
 
 		if (e == ELOOP && (flags & ET_FILE_NOFOLLOW))
-			r = et_fail(ET_E_IO, "%s %s is a symbolic link; give the file itself", what,
-				    path);
+			r = et_fail(ET_E_IO, "%s %s is a symlink; refusing it (give the file itself)",
+				    what, path);
 		else
 			r = et_fail(e == EACCES ? ET_E_PERMISSION : ET_E_IO,
 				    "cannot open %s %s: %s; check the path and its permissions",

@@ -104,6 +104,9 @@ int et_safe_read(const char *dir, const char *name, size_t max, uint8_t **ret, s
 	int fd, rc = -1;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	/* Absent is a normal state (not yet registered), not a failure to report. */
+	if (lstat(path, &st) < 0 && errno == ENOENT)
+		return 1;
 	fd = open_nofollow(path, errbuf, errlen);
 	if (fd < 0)
 		return errno == ENOENT ? 1 : -1;
