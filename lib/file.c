@@ -3,7 +3,8 @@
  * Reading the files a program is given (configuration, inputs, password files) without ever
  * blocking in open(): the one opener and reader of edgetrust's CLI, agent and library. A FIFO
  * named as a configuration file would otherwise hold open() until a writer appears, with
- * SIGTERM blocked in edgetrustd's start-up (finding 13 of issue 10).
+ * SIGTERM blocked in edgetrustd's start-up (finding 13 of issue 10). Failures are recorded
+ * for et_errmsg() but not logged: every caller reports them, once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +39,7 @@ int et_file_open_read(const char *path, unsigned flags, const char *what, int *r
 
 	et_clear_error();
 	if (!path || !*path || !ret_fd || (flags & ~(ET_FILE_STREAM | ET_FILE_NOFOLLOW)))
-		return et_fail(ET_E_INVALID, "et_file_open_read: no path, or unknown flags");
+		return et_fail_quiet(ET_E_INVALID, "et_file_open_read: no path, or unknown flags");
 	if (!what)
 		what = "file";
 	/* O_NONBLOCK: open() of a FIFO returns at once instead of waiting for a writer. */
@@ -48,10 +49,10 @@ int et_file_open_read(const char *path, unsigned flags, const char *what, int *r
 		int e = errno;
 
 		if (e == ELOOP && (flags & ET_FILE_NOFOLLOW))
-			r = et_fail(ET_E_IO, "%s %s is a symlink; refusing it (give the file itself)",
+			r = et_fail_quiet(ET_E_IO, "%s %s is a symlink; refusing it (give the file itself)",
 				    what, path);
 		else
-			r = et_fail(e == EACCES ? ET_E_PERMISSION : ET_E_IO,
+			r = et_fail_quiet(e == EACCES ? ET_E_PERMISSION : ET_E_IO,
 				    "cannot open %s %s: %s; check the path and its permissions",
 				    what, path, strerror(e));
 		errno = e; /* callers may tell a missing file (ENOENT) apart */
@@ -61,12 +62,12 @@ int et_file_open_read(const char *path, unsigned flags, const char *what, int *r
 		int e = errno;
 
 		close(fd);
-		return et_fail(ET_E_IO, "cannot read %s %s: %s", what, path, strerror(e));
+		return et_fail_quiet(ET_E_IO, "cannot read %s %s: %s", what, path, strerror(e));
 	}
 	if (!S_ISREG(st.st_mode) &&
 	    !((flags & ET_FILE_STREAM) && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))) {
 		close(fd);
-		return et_fail(ET_E_IO, "%s %s is %s; it must be a regular file%s", what, path,
+		return et_fail_quiet(ET_E_IO, "%s %s is %s; it must be a regular file%s", what, path,
 			       type_name(st.st_mode),
 			       flags & ET_FILE_STREAM ? ", a pipe or a character device" : "");
 	}
@@ -78,7 +79,7 @@ int et_file_open_read(const char *path, unsigned flags, const char *what, int *r
 			int e = errno;
 
 			close(fd);
-			return et_fail(ET_E_IO, "cannot read %s %s: %s", what, path, strerror(e));
+			return et_fail_quiet(ET_E_IO, "cannot read %s %s: %s", what, path, strerror(e));
 		}
 	}
 	*ret_fd = fd;
@@ -97,20 +98,20 @@ ssize_t et_file_read_some(int fd, void *buf, size_t len, const char *path)
 			n = read(fd, buf, len);
 		while (n < 0 && errno == EINTR);
 		if (n == 0 && len)
-			return et_fail(ET_E_IO, "%s is a named pipe (FIFO) that no program writes "
+			return et_fail_quiet(ET_E_IO, "%s is a named pipe (FIFO) that no program writes "
 				       "into; start the writer first", path);
 		if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-			return et_fail(ET_E_IO, "cannot read %s: %s", path, strerror(errno));
+			return et_fail_quiet(ET_E_IO, "cannot read %s: %s", path, strerror(errno));
 		if (n >= 0)
 			return n;
 		if (errno != EAGAIN)
-			return et_fail(ET_E_IO, "cannot read %s: %s", path, strerror(errno));
+			return et_fail_quiet(ET_E_IO, "cannot read %s: %s", path, strerror(errno));
 	}
 	do
 		n = read(fd, buf, len);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return et_fail(ET_E_IO, "cannot read %s: %s", path, strerror(errno));
+		return et_fail_quiet(ET_E_IO, "cannot read %s: %s", path, strerror(errno));
 	return n;
 }
 
@@ -123,7 +124,7 @@ int et_file_read(const char *path, unsigned flags, const char *what, size_t max,
 	int fd = -1, r;
 
 	if (!ret || !ret_len)
-		return et_fail(ET_E_INVALID, "et_file_read: NULL result");
+		return et_fail_quiet(ET_E_INVALID, "et_file_read: NULL result");
 	r = et_file_open_read(path, flags, what, &fd);
 	if (r < 0)
 		return r;
@@ -143,7 +144,7 @@ int et_file_read(const char *path, unsigned flags, const char *what, size_t max,
 				cap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
 			nbuf = realloc(buf, cap + 1);
 			if (!nbuf) {
-				r = et_fail(ET_E_NOMEM, "out of memory reading %s %s", what, path);
+				r = et_fail_quiet(ET_E_NOMEM, "out of memory reading %s %s", what, path);
 				goto out;
 			}
 			buf = nbuf;
@@ -157,7 +158,7 @@ int et_file_read(const char *path, unsigned flags, const char *what, size_t max,
 			break;
 		len += (size_t)n;
 		if (len > max) {
-			r = et_fail(ET_E_TOO_LARGE, "%s %s holds more than %zu bytes; give a smaller "
+			r = et_fail_quiet(ET_E_TOO_LARGE, "%s %s holds more than %zu bytes; give a smaller "
 				    "one", what, path, max);
 			goto out;
 		}

@@ -13,6 +13,9 @@
 
 /* Records a detailed message for et_errmsg(), logs it at ERR, and returns err. */
 ET_HIDDEN int et_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same without the log record: for failures every caller reports itself (lib/file.c),
+ * so that the program's boundary logs them once. */
+ET_HIDDEN int et_fail_quiet(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 ET_HIDDEN void et_clear_error(void);
 ET_HIDDEN void et_log(et_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

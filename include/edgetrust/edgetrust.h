@@ -90,7 +90,9 @@ ET_EXPORT size_t et_secret_len(const et_secret *s);
 ET_EXPORT void et_secret_truncate(et_secret *s, size_t len);
 /* Wipes, unlocks and frees. Accepts NULL. */
 ET_EXPORT void et_secret_free(et_secret *s);
-/* Reads a whole file (or stdin for "-") into a secret, refusing more than max bytes. */
+/* Reads a whole file (or stdin for "-") into a secret, refusing more than max bytes. The file
+ * is opened as et_file_open_read(path, ET_FILE_STREAM): a regular file, pipe or character
+ * device, never blocking in open(). */
 ET_EXPORT int et_secret_read_file(const char *path, size_t max, et_secret **ret);
 
 /* ---- Files (0.4) --------------------------------------------------------------------------- */
