@@ -131,7 +131,7 @@ ET_EXPORT int et_ctx_new(const char *tcti, et_ctx **ret);
  * ET_E_INVALID. et_ctx_new_module loads the module at module instead (NULL or "": as
  * et_ctx_new): an absolute path to a regular file owned by root or the caller, not writable by
  * group or others, in a directory nobody else may write to (ET_E_INVALID for a relative path,
- * ET_E_PERMISSION otherwise). tcti (or the environment, as for et_ctx_new) still gives the
+ * ET_E_TPM_UNREACHABLE for a missing file, ET_E_PERMISSION otherwise). tcti (or the environment, as for et_ctx_new) still gives the
  * configuration after the first ':', and its name part names the TCTI in messages.
  */
 ET_EXPORT int et_ctx_new_module(const char *tcti, const char *module, et_ctx **ret);
