@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Opening the TPM: TCTI resolution (argument, EDGETRUST_TCTI, TPM2TOOLS_TCTI, then
- * device:/dev/tpmrm0), the TCTI loader called with an explicit name so its silent fallback to a
- * simulator never happens, and the ESAPI context. Also the flush/close helpers of lib/tpm.h.
+ * Opening the TPM: TCTI choice (argument, EDGETRUST_TCTI, TPM2TOOLS_TCTI, then
+ * device:/dev/tpmrm0), the TCTI loader called with the module's absolute path (lib/tcti.c:
+ * which module may be loaded) so that neither its silent fallback to a simulator nor its
+ * library search ever happens, and the ESAPI context. Also the flush/close helpers of lib/tpm.h.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +69,11 @@ static int device_diagnose(const char *conf, const char *tcti, const char *sourc
 
 int et_ctx_new(const char *tcti, et_ctx **ret)
 {
+	return et_ctx_new_module(tcti, NULL, ret);
+}
+
+int et_ctx_new_module(const char *tcti, const char *module, et_ctx **ret)
+{
 	const char *source = NULL;
 	const char *chosen;
 	char *name = NULL, *conf = NULL, *colon;
@@ -104,7 +111,11 @@ int et_ctx_new(const char *tcti, et_ctx **ret)
 		r = et_fail(ET_E_NOMEM, "out of memory opening the TPM");
 		goto out;
 	}
-	rc = Tss2_TctiLdr_Initialize_Ex(name, conf, &ctx->tcti);
+	r = et_tcti_resolve(name, module && *module ? module : NULL, chosen, source,
+			    &ctx->tcti_path, &ctx->tcti_dl);
+	if (r < 0)
+		goto out;
+	rc = Tss2_TctiLdr_Initialize_Ex(ctx->tcti_path, conf, &ctx->tcti);
 	if (rc != TSS2_RC_SUCCESS) {
 		ctx->tcti = NULL;
 		if (strcmp(name, "device") == 0) {
@@ -114,10 +125,9 @@ int et_ctx_new(const char *tcti, et_ctx **ret)
 		}
 		if (rc == TSS2_TCTI_RC_NOT_SUPPORTED) {
 			r = et_fail(ET_E_TPM_UNREACHABLE,
-				    "TPM unreachable: no TCTI named '%s' is installed "
-				    "(libtss2-tcti-%s.so.0; TCTI '%s' from %s). Use device:/dev/tpmrm0, "
-				    "swtpm:host=H,port=P, mssim:host=H,port=P or tabrmd: [%s, 0x%x]",
-				    name, name, chosen, source, Tss2_RC_Decode(rc), rc);
+				    "TPM unreachable: %s is not a TCTI module (TCTI '%s' from %s) "
+				    "[%s, 0x%x]",
+				    ctx->tcti_path, chosen, source, Tss2_RC_Decode(rc), rc);
 			goto out;
 		}
 		r = et_fail(ET_E_TPM_UNREACHABLE,
@@ -154,6 +164,10 @@ void et_ctx_free(et_ctx *ctx)
 		Esys_Finalize(&ctx->esys);
 	if (ctx->tcti)
 		Tss2_TctiLdr_Finalize(&ctx->tcti);
+	/* After tctildr's own dlclose(): the module's last reference goes here. */
+	if (ctx->tcti_dl)
+		dlclose(ctx->tcti_dl);
+	free(ctx->tcti_path);
 	free(ctx->tcti_conf);
 	free(ctx->tcti_name);
 	free(ctx->tcti_arg);
@@ -175,7 +189,7 @@ int et_ctx_reopen(et_ctx *ctx)
 		Tss2_TctiLdr_Finalize(&ctx->tcti);
 	ctx->esys = NULL;
 	ctx->tcti = NULL;
-	rc = Tss2_TctiLdr_Initialize_Ex(ctx->tcti_name, ctx->tcti_arg, &ctx->tcti);
+	rc = Tss2_TctiLdr_Initialize_Ex(ctx->tcti_path, ctx->tcti_arg, &ctx->tcti);
 	if (rc == TSS2_RC_SUCCESS)
 		rc = Esys_Initialize(&ctx->esys, ctx->tcti, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
@@ -267,7 +281,7 @@ static void rescue_flush(et_ctx *ctx, TPM2_HANDLE tpm_handle)
 		return;
 	}
 	if (!ctx->rescue_esys && !ctx->rescue_failed) {
-		rc = Tss2_TctiLdr_Initialize_Ex(ctx->tcti_name, ctx->tcti_arg, &ctx->rescue_tcti);
+		rc = Tss2_TctiLdr_Initialize_Ex(ctx->tcti_path, ctx->tcti_arg, &ctx->rescue_tcti);
 		if (rc == TSS2_RC_SUCCESS)
 			rc = Esys_Initialize(&ctx->rescue_esys, ctx->rescue_tcti, NULL);
 		if (rc != TSS2_RC_SUCCESS) {

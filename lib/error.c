@@ -63,6 +63,16 @@ int et_fail(int err, const char *fmt, ...)
 	return err;
 }
 
+int et_fail_quiet(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
 const char *et_version(void)
 {
 	return "0.1.0";

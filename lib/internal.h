@@ -13,9 +13,17 @@
 
 /* Records a detailed message for et_errmsg(), logs it at ERR, and returns err. */
 ET_HIDDEN int et_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same without the log record: for failures every caller reports itself (lib/file.c),
+ * so that the program's boundary logs them once. */
+ET_HIDDEN int et_fail_quiet(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 ET_HIDDEN void et_clear_error(void);
 ET_HIDDEN void et_log(et_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* read() of a descriptor from et_file_open_read: retries EINTR and does a FIFO's first read
+ * (lib/file.c). Bytes read, 0 at the end, or a negative ET_E_* with the message set. */
+#include <sys/types.h>
+ET_HIDDEN ssize_t et_file_read_some(int fd, void *buf, size_t len, const char *path);
 
 /* Wipe then free; accepts NULL. */
 ET_HIDDEN void et_freezero(void *p, size_t len);

@@ -54,32 +54,66 @@ static const uint8_t write_once_policy[32] = {
 	0x61, 0xDC, 0x84, 0xF7, 0x45, 0xDA, 0x7E, 0xFA, 0x34, 0xE9, 0x1F, 0xDA, 0xF2, 0x00, 0xEE, 0x9B,
 };
 
+/* Logins of the cloud itself: a device login of that name would shadow it (the edgetrust
+ * broker plugin answers before dynamic security), so no device may carry it as its serial. */
+static const char *const reserved_serials[] = {ET_LOGIN_BOOTSTRAP, ET_LOGIN_CLOUD};
+
+static bool serial_char_ok(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
+/*
+ * The one serial-number rule of edgetrust: the CLI before it writes write-once NV, the agent
+ * on what it reads from NV, the cloud on activate and on every topic and request all call
+ * this. One message names the rule whatever broke it.
+ */
 int et_serial_validate(const char *serial)
 {
-	size_t len;
+	char shown[ET_SERIAL_MAX * 4 + 8], why[96];
+	size_t len, o = 0;
 
-	if (!serial || !*serial)
-		return et_fail(ET_E_INVALID, "the serial number is empty; give 1 to %d characters "
-			       "of A-Z a-z 0-9 . _ -", ET_SERIAL_MAX);
+	if (!serial)
+		serial = "";
 	len = strnlen(serial, ET_SERIAL_MAX + 1);
-	if (len > ET_SERIAL_MAX)
-		return et_fail(ET_E_INVALID, "the serial number is longer than %d characters",
-			       ET_SERIAL_MAX);
-	for (size_t i = 0; i < len; i++) {
-		char c = serial[i];
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '.' || c == '_' || c == '-')
-			continue;
-		return et_fail(ET_E_INVALID,
-			       "the serial number contains '%s%c' (byte 0x%02x at position %zu); only "
-			       "A-Z a-z 0-9 . _ - are allowed, because the serial also names MQTT "
-			       "topics and files",
-			       (unsigned char)c < 0x20 || (unsigned char)c >= 0x7f ? "\\" : "",
-			       (unsigned char)c < 0x20 || (unsigned char)c >= 0x7f ? '?' : c,
-			       (unsigned char)c, i + 1);
+	why[0] = '\0';
+	if (len == 0) {
+		snprintf(why, sizeof(why), "it is empty");
+	} else if (len > ET_SERIAL_MAX) {
+		snprintf(why, sizeof(why), "it is longer than %d characters", ET_SERIAL_MAX);
+	} else if (!((serial[0] >= 'A' && serial[0] <= 'Z') || (serial[0] >= 'a' && serial[0] <= 'z') ||
+		     (serial[0] >= '0' && serial[0] <= '9'))) {
+		/* "-x" reads as an option to every command line; ".", ".." as directories. */
+		snprintf(why, sizeof(why), "it does not begin with a letter or digit");
+	} else {
+		for (size_t i = 0; i < len && !why[0]; i++)
+			if (!serial_char_ok(serial[i]))
+				snprintf(why, sizeof(why), "byte %zu (0x%02x) is not one of A-Z a-z "
+					 "0-9 . _ -", i + 1, (unsigned char)serial[i]);
+		for (size_t i = 0; !why[0] && i < sizeof(reserved_serials) / sizeof(reserved_serials[0]); i++)
+			if (strcmp(serial, reserved_serials[i]) == 0)
+				snprintf(why, sizeof(why), "it is the name of one of the cloud's broker "
+					 "logins");
 	}
-	return 0;
+	if (!why[0])
+		return 0;
+	/* The value as the operator can read it: printable ASCII, the rest as \xHH. */
+	for (size_t i = 0; i < len && i < ET_SERIAL_MAX && o + 5 < sizeof(shown); i++) {
+		unsigned char c = (unsigned char)serial[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"')
+			shown[o++] = (char)c;
+		else
+			o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x", c);
+	}
+	shown[o] = '\0';
+	return et_fail(ET_E_INVALID,
+		       "invalid serial number \"%s%s\": %s. A serial number is 1 to %d characters "
+		       "of A-Z a-z 0-9 . _ -, begins with a letter or digit, and is not "
+		       ET_LOGIN_BOOTSTRAP " or " ET_LOGIN_CLOUD " (it names MQTT topics, broker "
+		       "logins and files)",
+		       shown, len > ET_SERIAL_MAX ? "..." : "", why, ET_SERIAL_MAX);
 }
 
 static int check_index(uint32_t nv_index)

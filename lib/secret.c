@@ -91,21 +91,18 @@ int et_secret_read_file(const char *path, size_t max, et_secret **ret)
 	if (strcmp(path, "-") == 0) {
 		fd = STDIN_FILENO;
 	} else {
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-		if (fd < 0)
-			return et_fail(errno == EACCES ? ET_E_PERMISSION : ET_E_IO,
-				       "cannot open %s: %s; check the path and its permissions",
-				       path, strerror(errno));
+		r = et_file_open_read(path, ET_FILE_STREAM, "file", &fd);
+		if (r < 0)
+			return r;
 	}
 	r = et_secret_new(max + 1, &s);
 	if (r < 0)
 		goto out;
 	for (;;) {
-		ssize_t n = read(fd, et_secret_data(s) + used, max + 1 - used);
-		if (n < 0 && errno == EINTR)
-			continue;
+		ssize_t n = et_file_read_some(fd, et_secret_data(s) + used, max + 1 - used,
+					      fd == STDIN_FILENO ? "standard input" : path);
 		if (n < 0) {
-			r = et_fail(ET_E_IO, "cannot read %s: %s", path, strerror(errno));
+			r = (int)n;
 			goto out;
 		}
 		if (n == 0)

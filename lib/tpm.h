@@ -20,6 +20,8 @@ struct et_ctx {
 	char *tcti_conf; /* "name:conf" actually used, for messages */
 	char *tcti_name; /* the TCTI's name and configuration apart, to open a second link */
 	char *tcti_arg;  /* (NULL: no configuration) */
+	char *tcti_path; /* the module's absolute path, as loaded (lib/tcti.c) */
+	void *tcti_dl;   /* our dlopen() of it, held while the context lives */
 	uint32_t cmd_ms;    /* deadline of one TPM command (ET_TPM_TIMEOUT_DEFAULT_MS) */
 	uint32_t keygen_ms; /* deadline of CreatePrimary/Create (ET_TPM_KEYGEN_TIMEOUT_DEFAULT_MS) */
 	/*
@@ -154,5 +156,13 @@ ET_HIDDEN int et_tpm_tr_from_handle(et_ctx *ctx, TPM2_HANDLE handle, ESYS_TR *re
  */
 ET_HIDDEN int et_serial_read_attrs(et_ctx *ctx, uint32_t nv_index, char **ret,
 				   uint32_t *ret_attrs);
+
+/*
+ * The TCTI module to load for TCTI name (from the string tcti, chosen by source) or, when
+ * module is not NULL, that explicit path: the rules are in lib/tcti.c. *ret_path (malloc'd)
+ * is the absolute path to give tctildr, *ret_dl our dlopen() handle of it. 0 or ET_E_*.
+ */
+ET_HIDDEN int et_tcti_resolve(const char *name, const char *module, const char *tcti,
+			      const char *source, char **ret_path, void **ret_dl);
 
 #endif

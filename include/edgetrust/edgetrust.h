@@ -90,8 +90,29 @@ ET_EXPORT size_t et_secret_len(const et_secret *s);
 ET_EXPORT void et_secret_truncate(et_secret *s, size_t len);
 /* Wipes, unlocks and frees. Accepts NULL. */
 ET_EXPORT void et_secret_free(et_secret *s);
-/* Reads a whole file (or stdin for "-") into a secret, refusing more than max bytes. */
+/* Reads a whole file (or stdin for "-") into a secret, refusing more than max bytes. The file
+ * is opened as et_file_open_read(path, ET_FILE_STREAM): a regular file, pipe or character
+ * device, never blocking in open(). */
 ET_EXPORT int et_secret_read_file(const char *path, size_t max, et_secret **ret);
+
+/* ---- Files (0.4) --------------------------------------------------------------------------- */
+/*
+ * The one way edgetrust opens a file it is given to read. open() never blocks (O_NONBLOCK;
+ * a FIFO would otherwise wait for a writer forever) nor takes a controlling terminal, and
+ * the opened file must be a regular file: anything else is ET_E_IO with a message naming what
+ * it is. ET_FILE_STREAM also accepts a pipe or FIFO (its first read fails with ET_E_IO when no
+ * program writes into it, instead of reading as an empty input) and a character device, for
+ * inputs such as /dev/stdin or <(...). ET_FILE_NOFOLLOW refuses a symbolic link as the last
+ * component. what names the file in messages ("configuration"). *ret_fd reads blocking.
+ * When open() itself failed, errno still holds its reason (ENOENT: no such file).
+ */
+#define ET_FILE_STREAM 0x1u
+#define ET_FILE_NOFOLLOW 0x2u
+ET_EXPORT int et_file_open_read(const char *path, unsigned flags, const char *what, int *ret_fd);
+/* Opens as et_file_open_read and reads the whole file, refusing more than max bytes
+ * (ET_E_TOO_LARGE). *ret is malloc'd and NUL-terminated one past *ret_len. */
+ET_EXPORT int et_file_read(const char *path, unsigned flags, const char *what, size_t max,
+			   uint8_t **ret, size_t *ret_len);
 
 /* ---- TPM context --------------------------------------------------------------------------- */
 typedef struct et_ctx et_ctx;
@@ -103,6 +124,17 @@ typedef struct et_ctx et_ctx;
  * "tabrmd:..."), and a missing device is reported as ET_E_TPM_UNREACHABLE.
  */
 ET_EXPORT int et_ctx_new(const char *tcti, et_ctx **ret);
+/*
+ * TCTI modules (0.4). et_ctx_new loads only the system's TCTIs by name (device, swtpm, mssim,
+ * tabrmd), by their absolute path in the directory of libtss2-tctildr: never through the
+ * library search path (LD_LIBRARY_PATH), never a path given as the name; any other name is
+ * ET_E_INVALID. et_ctx_new_module loads the module at module instead (NULL or "": as
+ * et_ctx_new): an absolute path to a regular file owned by root or the caller, not writable by
+ * group or others, in a directory nobody else may write to (ET_E_INVALID for a relative path,
+ * ET_E_TPM_UNREACHABLE for a missing file, ET_E_PERMISSION otherwise). tcti (or the environment, as for et_ctx_new) still gives the
+ * configuration after the first ':', and its name part names the TCTI in messages.
+ */
+ET_EXPORT int et_ctx_new_module(const char *tcti, const char *module, et_ctx **ret);
 ET_EXPORT void et_ctx_free(et_ctx *ctx);
 /* The TCTI configuration string actually used. */
 ET_EXPORT const char *et_ctx_tcti(const et_ctx *ctx);
@@ -179,7 +211,15 @@ ET_EXPORT int et_serial_read(et_ctx *ctx, uint32_t nv_index, char **ret);
 /* Undefines the index with owner authorisation (refurbishing). owner_auth may be NULL/0. */
 ET_EXPORT int et_serial_clear(et_ctx *ctx, uint32_t nv_index, const uint8_t *owner_auth,
 			      size_t owner_auth_len);
-/* Validates a serial: 1..ET_SERIAL_MAX bytes of [A-Za-z0-9._-]. 0 or ET_E_INVALID. */
+/* Broker logins of the cloud itself; never a device's serial. */
+#define ET_LOGIN_BOOTSTRAP "bootstrap"
+#define ET_LOGIN_CLOUD "edgetrust-cloud"
+/*
+ * Validates a serial, the one rule for the CLI, the agent and the cloud: 1..ET_SERIAL_MAX
+ * bytes of [A-Za-z0-9._-], the first a letter or digit (so it never reads as an option or a
+ * "." / ".." path), and not ET_LOGIN_BOOTSTRAP nor ET_LOGIN_CLOUD. 0 or ET_E_INVALID with one
+ * message stating the rule and what broke it.
+ */
 ET_EXPORT int et_serial_validate(const char *serial);
 
 /* ---- Keys ---------------------------------------------------------------------------------- */

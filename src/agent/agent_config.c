@@ -82,6 +82,7 @@ static const struct key_def agent_keys[] = {
 	 ET_TPM_TIMEOUT_MAX_MS, NULL, NULL},
 	{"tpm_keygen_timeout_ms", K_UINT, F(struct et_cfg_agent, tpm_keygen_timeout_ms),
 	 ET_TPM_TIMEOUT_MIN_MS, ET_TPM_TIMEOUT_MAX_MS, NULL, NULL},
+	{"tcti_module", K_PATH, F(struct et_cfg_agent, tcti_module), 0, 0, NULL, NULL},
 	{NULL, 0, 0, 0, 0, 0, NULL, NULL}};
 
 static const struct key_def broker_keys[] = {
@@ -354,10 +355,11 @@ static int set_value(struct parser *p, const struct key_def *k, const char *v)
 	switch (k->kind) {
 	case K_TCTI: {
 		/*
-		 * A TCTI name is required (the loader's fallback is never used), but any installed
-		 * TCTI may be named (libtss2-tcti-NAME.so.0): besides device, swtpm, mssim and
-		 * tabrmd, e.g. the fault-injecting TCTI of tests/fault. An unknown name fails at
-		 * start with the library's "no TCTI named ..." (exit 5).
+		 * A TCTI name is required (the loader's fallback is never used). By name only the
+		 * system's device, swtpm, mssim and tabrmd are loaded, from the system library
+		 * directory; any other module (e.g. the fault-injecting TCTI of tests/fault) only
+		 * from its absolute path in tcti_module (lib/tcti.c). Another name fails at start
+		 * with the library's message (exit 5).
 		 */
 		size_t nl = strcspn(v, ":");
 		int ok = nl > 0 && nl <= 32;
@@ -938,76 +940,24 @@ out:
 int et_agent_config_load(const char *path, struct et_agent_config **ret, char *errbuf,
 			 size_t errlen)
 {
-	char *buf = NULL;
-	size_t len = 0, cap;
-	int fd = -1, r;
-	struct stat st;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
 
 	if (!path || !ret) {
 		if (errbuf && errlen)
 			snprintf(errbuf, errlen, "internal error: no configuration path");
 		return ET_E_INVALID;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	/* The one reader of files we are given (lib/file.c): a regular file only (a FIFO would
+	 * block open() with SIGTERM still blocked), at most ET_CFG_MAX_FILE bytes. */
+	r = et_file_read(path, 0, "configuration", ET_CFG_MAX_FILE, &buf, &len);
+	if (r < 0) {
 		if (errbuf && errlen)
-			snprintf(errbuf, errlen,
-				 "%s: cannot read configuration: %s (create it from the example in "
-				 "the package, see edgetrustd.conf(5))",
-				 path, strerror(errno));
-		r = errno == EACCES ? ET_E_PERMISSION : ET_E_IO;
-		goto out;
+			snprintf(errbuf, errlen, "%s (see edgetrustd.conf(5))", et_errmsg());
+		return r;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size > ET_CFG_MAX_FILE) {
-		if (errbuf && errlen)
-			snprintf(errbuf, errlen, "%s: not a regular file of at most %d bytes", path,
-				 ET_CFG_MAX_FILE);
-		r = ET_E_IO;
-		goto out;
-	}
-	/* Sized to the file, not to the limit: a 1 MiB buffer would be 1 MiB of the daemon's
-	 * peak RSS (main.c's M_PERTURB fills every allocation). One byte more to see growth. */
-	cap = (size_t)st.st_size + 1;
-	buf = malloc(cap + 1);
-	if (!buf) {
-		r = ET_E_NOMEM;
-		goto out;
-	}
-	for (;;) {
-		ssize_t n;
-
-		if (len == cap) {
-			/* The file grew after fstat: read on, up to the limit. */
-			char *nb;
-
-			cap = cap * 2 > ET_CFG_MAX_FILE + 1 ? ET_CFG_MAX_FILE + 1 : cap * 2;
-			nb = realloc(buf, cap + 1);
-			if (!nb) {
-				r = ET_E_NOMEM;
-				goto out;
-			}
-			buf = nb;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			if (errbuf && errlen)
-				snprintf(errbuf, errlen, "%s: read failed: %s", path,
-					 strerror(errno));
-			r = ET_E_IO;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > ET_CFG_MAX_FILE)
-			break;
-	}
-	r = et_agent_config_parse(buf, len, path, ret, errbuf, errlen);
-out:
-	if (fd >= 0)
-		close(fd);
+	r = et_agent_config_parse((const char *)buf, len, path, ret, errbuf, errlen);
 	free(buf);
 	return r;
 }

@@ -28,6 +28,9 @@
 
 struct et_cfg_agent {
 	char tcti[ET_CFG_STR_MAX + 1]; /* always explicit: device:..., swtpm:..., mssim:..., tabrmd */
+	/* "" or the absolute path of the TCTI module to load instead of the system's TCTI named
+	 * by tcti, which then gives its configuration (et_ctx_new_module) */
+	char tcti_module[ET_CFG_STR_MAX + 1];
 	uint32_t serial_index;         /* NV index, 0x01000000..0x01ffffff */
 	uint32_t key_handle;           /* persistent handle, 0x81000000..0x81ffffff */
 	char data_dir[ET_CFG_STR_MAX + 1];

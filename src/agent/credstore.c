@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "credstore.h"
+#include "edgetrust/edgetrust.h"
 
 int et_datadir_check(const char *dir, char *errbuf, size_t errlen)
 {
@@ -65,14 +66,19 @@ static int check_fd(int fd, const char *what, char *errbuf, size_t errlen, struc
 	return 0;
 }
 
+/* The one opener of files we read (lib/file.c): never blocks on a FIFO, refuses a symlink
+ * and anything but a regular file. -1 with errno of open() (ENOENT: absent) and errbuf. */
 static int open_nofollow(const char *path, char *errbuf, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	int fd = -1;
 
-	if (fd < 0 && errno == ELOOP)
-		snprintf(errbuf, errlen, "%s is a symlink; refusing it", path);
-	else if (fd < 0)
-		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+	if (et_file_open_read(path, ET_FILE_NOFOLLOW, "file", &fd) < 0) {
+		int e = errno;
+
+		snprintf(errbuf, errlen, "%s", et_errmsg());
+		errno = e;
+		return -1;
+	}
 	return fd;
 }
 
@@ -98,16 +104,12 @@ int et_safe_read(const char *dir, const char *name, size_t max, uint8_t **ret, s
 	int fd, rc = -1;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 && errno == ENOENT)
+	/* Absent is a normal state (not yet registered), not a failure to report. */
+	if (lstat(path, &st) < 0 && errno == ENOENT)
 		return 1;
-	if (fd < 0) {
-		if (errno == ELOOP)
-			snprintf(errbuf, errlen, "%s is a symlink; refusing it", path);
-		else
-			snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
+	fd = open_nofollow(path, errbuf, errlen);
+	if (fd < 0)
+		return errno == ENOENT ? 1 : -1;
 	if (check_fd(fd, path, errbuf, errlen, &st) < 0)
 		goto out;
 	if ((size_t)st.st_size > max) {

@@ -1360,6 +1360,7 @@ static int setup_identity(struct agent *a)
 	int rc;
 
 	et_tpmjob_set_timeouts(c->tpm_timeout_ms, c->tpm_keygen_timeout_ms);
+	et_tpmjob_set_tcti_module(c->tcti_module);
 	rc = et_tpmjob_identity(c->tcti, c->serial_index, c->key_handle, &id, &step, msg, sizeof(msg));
 	if (rc < 0 && step == ET_TPMJOB_SERIAL && (rc == ET_E_NV_UNDEFINED || rc == ET_E_NV_UNWRITTEN)) {
 		logm(ET_LOG_ERR, "this device has no serial number in TPM NV index 0x%08x; run "
@@ -1556,19 +1557,14 @@ int main(int argc, char **argv)
 	}
 	g_log_level = (int)a.cfg->agent.log_level;
 	{
-		/* Kept for register-map changes from settings (validated by the same parser). */
-		FILE *f = fopen(config_path, "re");
+		/* Kept for register-map changes from settings (validated by the same parser);
+		 * read like the configuration itself (lib/file.c: regular file, bounded, sized to
+		 * the file since M_PERTURB makes every allocated byte resident). */
+		uint8_t *text = NULL;
 
-		struct stat st;
-
-		/* Sized to the file: M_PERTURB makes every allocated byte resident. */
-		if (f && fstat(fileno(f), &st) == 0 && st.st_size <= ET_CFG_MAX_FILE) {
-			a.cfg_text = malloc((size_t)st.st_size + 1);
-			if (a.cfg_text)
-				a.cfg_len = fread(a.cfg_text, 1, (size_t)st.st_size, f);
-		}
-		if (f)
-			fclose(f);
+		if (et_file_read(config_path, 0, "configuration", ET_CFG_MAX_FILE, &text,
+				 &a.cfg_len) == 0)
+			a.cfg_text = (char *)text;
 	}
 	if (!a.cfg->broker.host[0]) {
 		logm(ET_LOG_ERR, "%s: [broker] host is not set", config_path);

@@ -33,6 +33,13 @@ void et_tpmjob_set_log(et_log_fn fn, void *ud)
 
 /* Deadlines handed to every helper (0: the library's defaults). */
 static uint32_t job_cmd_ms, job_keygen_ms;
+/* [agent] tcti_module, "" for the system's TCTI named by tcti (et_ctx_new_module). */
+static char job_tcti_module[ET_TPMJOB_MODULE_MAX + 1];
+
+void et_tpmjob_set_tcti_module(const char *path)
+{
+	snprintf(job_tcti_module, sizeof(job_tcti_module), "%s", path ? path : "");
+}
 
 void et_tpmjob_set_timeouts(uint32_t cmd_ms, uint32_t keygen_ms)
 {
@@ -327,6 +334,7 @@ int et_tpmjob_identity(const char *tcti, uint32_t serial_index, uint32_t key_han
 	if (job_start(&j, OP_IDENTITY, errbuf, errlen) < 0)
 		goto out;
 	if (put_u32(j.fd, OP_IDENTITY) == 0 && put_str(j.fd, tcti) == 0 &&
+	    put_str(j.fd, job_tcti_module) == 0 &&
 	    put_u32(j.fd, job_cmd_ms) == 0 && put_u32(j.fd, job_keygen_ms) == 0 &&
 	    put_u32(j.fd, serial_index) == 0 && put_u32(j.fd, key_handle) == 0 &&
 	    get_head(j.fd, &rc, &step, errbuf, errlen) == 0) {
@@ -379,6 +387,7 @@ int et_tpmjob_envelope_open(const char *tcti, uint32_t key_handle, const char *s
 	if (job_start(&j, OP_ENVELOPE, errbuf, errlen) < 0)
 		goto out;
 	if (put_u32(j.fd, OP_ENVELOPE) == 0 && put_str(j.fd, tcti) == 0 &&
+	    put_str(j.fd, job_tcti_module) == 0 &&
 	    put_u32(j.fd, job_cmd_ms) == 0 && put_u32(j.fd, job_keygen_ms) == 0 &&
 	    put_u32(j.fd, key_handle) == 0 && put_str(j.fd, serial) == 0 &&
 	    put(j.fd, blob, len) == 0 && get_head(j.fd, &rc, &step, errbuf, errlen) == 0) {
@@ -468,7 +477,7 @@ static int serve_envelope(int fd, et_ctx *ctx, uint32_t key_handle, const char *
 int et_tpmjob_serve(int fd)
 {
 	uint32_t op = 0, a = 0, b = 0, cmd_ms = 0, keygen_ms = 0;
-	char *tcti = NULL, *serial = NULL;
+	char *tcti = NULL, *module = NULL, *serial = NULL;
 	uint8_t *blob = NULL;
 	size_t len = 0;
 	et_ctx *ctx = NULL;
@@ -480,7 +489,8 @@ int et_tpmjob_serve(int fd)
 				"process), not from a shell\n", ET_TPMJOB_ARG);
 		return 1;
 	}
-	if (get_u32(fd, &op) < 0 || get_str(fd, &tcti) < 0 || get_u32(fd, &cmd_ms) < 0 ||
+	if (get_u32(fd, &op) < 0 || get_str(fd, &tcti) < 0 || get_str(fd, &module) < 0 ||
+	    get_u32(fd, &cmd_ms) < 0 ||
 	    get_u32(fd, &keygen_ms) < 0)
 		goto out;
 	if (op == OP_IDENTITY) {
@@ -492,7 +502,7 @@ int et_tpmjob_serve(int fd)
 	} else {
 		goto out;
 	}
-	rc = et_ctx_new(tcti, &ctx);
+	rc = et_ctx_new_module(tcti, module, &ctx);
 	if (rc == 0)
 		rc = et_ctx_set_timeouts(ctx, cmd_ms, keygen_ms);
 	if (rc < 0)
@@ -504,6 +514,7 @@ int et_tpmjob_serve(int fd)
 out:
 	et_ctx_free(ctx);
 	free(tcti);
+	free(module);
 	free(serial);
 	free(blob);
 	return io == 0 ? 0 : 1;

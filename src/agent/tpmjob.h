@@ -63,6 +63,10 @@ int et_tpmjob_envelope_open(const char *tcti, uint32_t key_handle, const char *s
  * receive timeout, like tpm2-tss 3.2.1's swtpm TCTI), and reports it as ET_E_TIMEOUT.
  */
 void et_tpmjob_set_timeouts(uint32_t cmd_ms, uint32_t keygen_ms);
+/* The TCTI module file for the helpers started from now on ([agent] tcti_module; NULL or "":
+ * the system's TCTI named by tcti). The library checks it (et_ctx_new_module). */
+#define ET_TPMJOB_MODULE_MAX 255
+void et_tpmjob_set_tcti_module(const char *path);
 
 /* Where each helper run's duration and peak RSS go (debug level); NULL: nowhere. */
 void et_tpmjob_set_log(et_log_fn fn, void *ud);

@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#define _GNU_SOURCE /* mkostemp */
 /* Helpers shared by the edgetrust commands (see cli.h). */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +14,7 @@
 
 static const struct option common_opts[] = {
 	{"tcti", required_argument, NULL, CLI_OPT_TCTI},
+	{"tcti-module", required_argument, NULL, CLI_OPT_TCTI_MODULE},
 	{"json", no_argument, NULL, CLI_OPT_JSON},
 	{"help", no_argument, NULL, CLI_OPT_HELP},
 	{"verbose", no_argument, NULL, CLI_OPT_VERBOSE},
@@ -61,6 +61,9 @@ int cli_parse(struct cli *cli, int argc, char **argv, const struct option *own,
 		switch (c) {
 		case CLI_OPT_TCTI:
 			cli->tcti = optarg;
+			break;
+		case CLI_OPT_TCTI_MODULE:
+			cli->tcti_module = optarg;
 			break;
 		case CLI_OPT_JSON:
 			cli->json = true;
@@ -233,7 +236,7 @@ int cli_open(struct cli *cli, et_ctx **ret)
 	if (cli->verbose < 3 && !getenv("TSS2_LOG"))
 		setenv("TSS2_LOG", "all+NONE", 1);
 	backstop_arm(tcti_for_message(cli), cmd_ms, keygen_ms);
-	r = et_ctx_new(cli->tcti, &ctx);
+	r = et_ctx_new_module(cli->tcti, cli->tcti_module, &ctx);
 	if (r == 0)
 		r = et_ctx_set_timeouts(ctx, cmd_ms, keygen_ms);
 	if (r < 0) {
@@ -302,19 +305,13 @@ int cli_parse_persistent(const char *s, uint32_t *ret)
 	return 0;
 }
 
-int cli_read_in(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
+/* The whole of standard input, refusing more than max bytes. 0 or exit code (printed). */
+static int read_stdin(size_t max, uint8_t **ret, size_t *ret_len)
 {
-	bool is_stdin = !path || strcmp(path, "-") == 0;
-	const char *name = is_stdin ? "standard input" : path;
 	uint8_t *buf = NULL, *nbuf;
 	size_t len = 0, cap = 0;
-	int fd, r;
+	int r;
 
-	fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		fprintf(stderr, "edgetrust: cannot open %s: %s\n", path, strerror(errno));
-		return errno == EACCES ? CLI_EXIT_PERMISSION : CLI_EXIT_IO;
-	}
 	for (;;) {
 		ssize_t n;
 
@@ -325,16 +322,17 @@ int cli_read_in(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
 			nbuf = realloc(buf, cap + 1);
 			if (!nbuf) {
 				r = CLI_EXIT_INTERNAL;
-				fprintf(stderr, "edgetrust: out of memory reading %s\n", name);
+				fprintf(stderr, "edgetrust: out of memory reading standard input\n");
 				goto out;
 			}
 			buf = nbuf;
 		}
-		n = read(fd, buf + len, cap - len);
+		n = read(STDIN_FILENO, buf + len, cap - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			fprintf(stderr, "edgetrust: cannot read %s: %s\n", name, strerror(errno));
+			fprintf(stderr, "edgetrust: cannot read standard input: %s\n",
+				strerror(errno));
 			r = CLI_EXIT_IO;
 			goto out;
 		}
@@ -342,15 +340,8 @@ int cli_read_in(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
 			break;
 		len += (size_t)n;
 		if (len > max) {
-			fprintf(stderr, "edgetrust: %s holds more than %zu bytes\n", name, max);
+			fprintf(stderr, "edgetrust: standard input holds more than %zu bytes\n", max);
 			r = CLI_EXIT_TOO_LARGE;
-			goto out;
-		}
-	}
-	if (!buf) {
-		buf = malloc(1);
-		if (!buf) {
-			r = CLI_EXIT_INTERNAL;
 			goto out;
 		}
 	}
@@ -361,64 +352,19 @@ int cli_read_in(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
 	r = 0;
 out:
 	free(buf);
-	if (!is_stdin)
-		close(fd);
 	return r;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int cli_read_in(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
 {
-	const uint8_t *p = data;
+	int r;
 
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int cli_write_out(const char *path, const void *data, size_t len)
-{
-	char tmp[PATH_MAX];
-	int fd, r;
-
-	if (!path || strcmp(path, "-") == 0) {
-		if (write_all(STDOUT_FILENO, data, len) < 0) {
-			fprintf(stderr, "edgetrust: cannot write to standard output: %s\n",
-				strerror(errno));
-			return CLI_EXIT_IO;
-		}
-		return 0;
-	}
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp)) {
-		fprintf(stderr, "edgetrust: path too long: %s\n", path);
-		return CLI_EXIT_INVALID;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
-	if (fd < 0) {
-		fprintf(stderr, "edgetrust: cannot create a file next to %s: %s\n", path,
-			strerror(errno));
-		return errno == EACCES ? CLI_EXIT_PERMISSION : CLI_EXIT_IO;
-	}
-	if (fchmod(fd, 0600) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0) {
-		fprintf(stderr, "edgetrust: cannot write %s: %s\n", tmp, strerror(errno));
-		r = CLI_EXIT_IO;
-		close(fd);
-		unlink(tmp);
-		return r;
-	}
-	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		fprintf(stderr, "edgetrust: cannot write %s: %s\n", path, strerror(errno));
-		unlink(tmp);
-		return CLI_EXIT_IO;
-	}
-	return 0;
+	if (!path || strcmp(path, "-") == 0)
+		return read_stdin(max, ret, ret_len);
+	/* Files, pipes and character devices (/dev/stdin, <(...)), never a directory; open()
+	 * never waits for a FIFO's writer (lib/file.c). Written files: src/cli/outfile.c. */
+	r = et_file_read(path, ET_FILE_STREAM, "input", max, ret, ret_len);
+	return r < 0 ? cli_error(r) : 0;
 }
 
 int cli_read_auth(const char *path, et_secret **ret)
@@ -445,6 +391,14 @@ int cli_read_auth(const char *path, et_secret **ret)
 	}
 	*ret = s;
 	return 0;
+}
+
+int cli_check_serial(const char *serial)
+{
+	if (et_serial_validate(serial) == 0)
+		return 0;
+	fprintf(stderr, "edgetrust: %s\n", et_errmsg());
+	return CLI_EXIT_INVALID;
 }
 
 void cli_json_str(FILE *f, const char *s)

@@ -21,6 +21,9 @@
 /* Global options; they may be given before the command or among its options. */
 struct cli {
 	const char *tcti; /* --tcti, NULL: EDGETRUST_TCTI, TPM2TOOLS_TCTI, device:/dev/tpmrm0 */
+	/* --tcti-module: the one way to load a TCTI other than the system's by name; never
+	 * from the environment (et_ctx_new_module) */
+	const char *tcti_module;
 	bool json;        /* --json: machine-readable output on stdout */
 	int verbose;      /* -v count: 0 warnings, 1 info, 2 debug, 3 also tpm2-tss' own log */
 	/* --tpm-timeout, --tpm-keygen-timeout (ms); NULL: $EDGETRUST_TPM_TIMEOUT_MS,
@@ -45,6 +48,7 @@ enum {
 	CLI_OPT_VERBOSE,
 	CLI_OPT_TPM_TIMEOUT,
 	CLI_OPT_TPM_KEYGEN_TIMEOUT,
+	CLI_OPT_TCTI_MODULE,
 	CLI_OPT_FIRST_OWN = 0x1100, /* commands number their long-only options from here */
 };
 
@@ -93,12 +97,19 @@ int cli_parse_persistent(const char *s, uint32_t *ret);
 /* Reads a whole file, or stdin for NULL/"-", refusing more than max bytes. *ret is malloc'd
  * (NUL-terminated one past the length). 0 or exit code (printed). */
 int cli_read_in(const char *path, size_t max, uint8_t **ret, size_t *ret_len);
-/* Writes data to stdout (path NULL or "-") or atomically to path (temp file in the same
- * directory, mode 0600, fsync, rename). 0 or exit code (printed). */
+/* Writes data to stdout (path NULL or "-") or to --out path (src/cli/outfile.c): a regular
+ * file or new path atomically (temp file 0600 in the same directory, fsync, rename, fsync of
+ * the directory); a character device, FIFO or socket (also at the end of symlinks) written
+ * into, never replaced; anything else refused with CLI_EXIT_OUT_REFUSED. 0 or exit code
+ * (printed). */
 int cli_write_out(const char *path, const void *data, size_t len);
 /* Reads a password file (or stdin for "-") into a secret; one trailing newline is dropped.
  * 0 or exit code (printed). */
 int cli_read_auth(const char *path, et_secret **ret);
+
+/* Checks a serial number by the one rule of edgetrust (et_serial_validate), before any TPM
+ * command. 0, or CLI_EXIT_INVALID with the rule's message printed. */
+int cli_check_serial(const char *serial);
 
 /* Writes s as a JSON string with quotes and escapes. */
 void cli_json_str(FILE *f, const char *s);

@@ -57,10 +57,8 @@ static int on_creds_opt(int val, const char *arg, void *userdata)
 		o->pubkey = arg;
 		return 0;
 	case OPT_SERIAL:
-		if (et_serial_validate(arg) < 0)
-			return cli_usage_error(o->cmd, "--serial \"%s\": %s", arg, et_errmsg());
 		o->serial = arg;
-		return 0;
+		return cli_check_serial(arg);
 	case OPT_CRED_VERSION:
 		if (cli_parse_u32(arg, &o->cred_version) != 0)
 			return cli_usage_error(o->cmd,

@@ -65,14 +65,10 @@ int cmd_provision(struct cli *cli, int argc, char **argv)
 		return r;
 	if (!o.serial)
 		return cli_usage_error("provision", "provision: --serial SERIAL is required");
-	if (strlen(o.serial) > ET_SERIAL_MAX) {
-		fprintf(stderr, "edgetrust: the serial number has %zu characters; at most %d are "
-			"allowed\n", strlen(o.serial), ET_SERIAL_MAX);
-		return CLI_EXIT_TOO_LARGE;
-	}
-	r = et_serial_validate(o.serial);
-	if (r < 0)
-		return cli_error(r);
+	/* Before any TPM command: the serial's NV index is write-once. */
+	r = cli_check_serial(o.serial);
+	if (r)
+		return r;
 	r = cli_open(cli, &ctx);
 	if (r)
 		return r;

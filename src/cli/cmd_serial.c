@@ -58,15 +58,10 @@ int cmd_serial_provision(struct cli *cli, int argc, char **argv)
 	if (r)
 		return r;
 	serial = argv[first];
-	/* Check the input before touching the TPM. */
-	if (strlen(serial) > ET_SERIAL_MAX) {
-		fprintf(stderr, "edgetrust: the serial number has %zu characters; at most %d are "
-			"allowed\n", strlen(serial), ET_SERIAL_MAX);
-		return CLI_EXIT_TOO_LARGE;
-	}
-	r = et_serial_validate(serial);
-	if (r < 0)
-		return cli_error(r);
+	/* Check the input before touching the TPM: the NV index is write-once. */
+	r = cli_check_serial(serial);
+	if (r)
+		return r;
 	r = cli_open(cli, &ctx);
 	if (r)
 		return r;

@@ -17,6 +17,7 @@ enum cli_exit {
 	CLI_EXIT_INVALID = 3,          /* ET_E_INVALID: bad input value (serial, handle, file content) */
 	CLI_EXIT_IO = 4,               /* ET_E_IO: a file could not be read or written */
 	CLI_EXIT_PERMISSION = 5,       /* ET_E_PERMISSION: the OS refused access, or unsafe file modes */
+	CLI_EXIT_OUT_REFUSED = 6,      /* --out names what is never replaced: a directory, a symlink to a file or to nothing, a block device */
 	CLI_EXIT_TPM_UNREACHABLE = 10, /* ET_E_TPM_UNREACHABLE: no TPM at the TCTI */
 	CLI_EXIT_TPM_TIMEOUT = 11,     /* ET_E_TIMEOUT: the TPM did not answer in time */
 	CLI_EXIT_TPM_RETRY = 12,       /* ET_E_TPM_RETRY: TPM busy; retry later */

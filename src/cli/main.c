@@ -16,7 +16,8 @@
 static const struct cli_command commands[] = {
 	{"provision", cmd_provision, "--serial SERIAL [--index IDX] [--key-handle H] [--no-da]",
 	 "factory provisioning: serial in NV, SRK, device key; prints the registration record",
-	 "  --serial SERIAL    the device's serial number (A-Z a-z 0-9 . _ -, at most 64)\n"
+	 "  --serial SERIAL    the device's serial number (A-Z a-z 0-9 . _ -, at most 64,\n"
+	 "                     beginning with a letter or digit; not bootstrap/edgetrust-cloud)\n"
 	 "  --index IDX        NV index of the serial (default 0x01000000)\n"
 	 "  --key-handle H     persistent handle of the device key (default 0x81000002)\n"
 	 "  --no-da            define the serial index with no_da (reads never count toward\n"
@@ -40,7 +41,8 @@ static const struct cli_command commands[] = {
 	{"key public", cmd_key_public, "[--handle H] [--out FILE]",
 	 "print the device key's public half as PEM; its fingerprint on stderr",
 	 "  --handle H         persistent handle of the key (default 0x81000002)\n"
-	 "  --out FILE         write the PEM to FILE (atomically) instead of stdout\n"
+	 "  --out FILE         write the PEM to FILE instead of stdout (a file atomically;\n"
+	 "                     a device, FIFO or socket written into; see edgetrust(1))\n"
 	 "                     (with --json: PEM, fingerprint and handle as JSON on stdout)\n"},
 	{"creds seal", cmd_creds_seal,
 	 "--pubkey PEM --serial SERIAL [--cred-version N] [--in FILE] [--out FILE]",
@@ -49,7 +51,8 @@ static const struct cli_command commands[] = {
 	 "  --serial SERIAL    the device's serial number, bound into the envelope\n"
 	 "  --cred-version N   credential version, increase it with every rotation (default 1)\n"
 	 "  --in FILE          the credentials (default: stdin)\n"
-	 "  --out FILE         the envelope, written atomically with mode 0600 (default: stdout)\n"},
+	 "  --out FILE         the envelope (default: stdout): a file written atomically with\n"
+	 "                     mode 0600; a device, FIFO or socket written into, never replaced\n"},
 	{"creds open", cmd_creds_open,
 	 "[--handle H] [--serial S] [--index IDX] [--in FILE] [--out FILE] [--raw pkcs1|oaep]",
 	 "open an envelope (or the article's bare RSA ciphertext) with the TPM key",
@@ -57,7 +60,8 @@ static const struct cli_command commands[] = {
 	 "  --serial S         the device's serial (default: read from the NV index)\n"
 	 "  --index IDX        NV index of the serial (default 0x01000000)\n"
 	 "  --in FILE          the envelope or ciphertext (default: stdin)\n"
-	 "  --out FILE         the plaintext, written atomically with mode 0600 (default: stdout)\n"
+	 "  --out FILE         the plaintext (default: stdout): a file written atomically with\n"
+	 "                     mode 0600; a device, FIFO or socket written into, never replaced\n"
 	 "  --raw pkcs1|oaep   a bare RSA block from 'openssl pkeyutl -encrypt', PKCS#1 v1.5\n"
 	 "                     (openssl's default; a padding oracle) or OAEP with SHA-256\n"},
 	{"creds inspect", cmd_creds_inspect, "[--in FILE]",
@@ -83,7 +87,11 @@ static const struct cli_command commands[] = {
 static const char common_help[] =
 	"Common options:\n"
 	"  --tcti TCTI        TPM to use, e.g. device:/dev/tpmrm0, swtpm:host=H,port=P\n"
-	"                     (default: $EDGETRUST_TCTI, $TPM2TOOLS_TCTI, device:/dev/tpmrm0)\n"
+	"                     (default: $EDGETRUST_TCTI, $TPM2TOOLS_TCTI, device:/dev/tpmrm0);\n"
+	"                     by name only the system's device, swtpm, mssim, tabrmd\n"
+	"  --tcti-module PATH load the TCTI from this module file instead (absolute path,\n"
+	"                     owned by root or you, not writable by others); --tcti then\n"
+	"                     gives its configuration\n"
 	"  --tpm-timeout MS   deadline of one TPM command (default 10000; also\n"
 	"                     $EDGETRUST_TPM_TIMEOUT_MS); a TPM that does not answer in\n"
 	"                     time gives exit 11\n"
@@ -96,7 +104,7 @@ static const char common_help[] =
 
 static void print_usage(FILE *f)
 {
-	fprintf(f, "Usage: edgetrust [--tcti TCTI] [--tpm-timeout MS] [--json] [-v] COMMAND "
+	fprintf(f, "Usage: edgetrust [--tcti TCTI] [--tcti-module PATH] [--tpm-timeout MS] [--json] [-v] COMMAND "
 		   "[ARGS]\n\n"
 		   "TPM 2.0 device identity for edge devices: serial number in NV, device key, "
 		   "sealed credentials.\n\nCommands:\n");
@@ -207,6 +215,7 @@ int main(int argc, char **argv)
 {
 	static const struct option global_opts[] = {
 		{"tcti", required_argument, NULL, 't'},
+		{"tcti-module", required_argument, NULL, 'M'},
 		{"json", no_argument, NULL, 'j'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"tpm-timeout", required_argument, NULL, 'T'},
@@ -225,6 +234,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 't':
 			cli.tcti = optarg;
+			break;
+		case 'M':
+			cli.tcti_module = optarg;
 			break;
 		case 'j':
 			cli.json = true;

@@ -9,8 +9,10 @@
 
 #include <cjson/cJSON.h>
 
-#define DYNSEC_CLOUD_USER "edgetrust-cloud"
-#define DYNSEC_BOOTSTRAP_USER "bootstrap"
+#include "edgetrust/edgetrust.h"
+
+#define DYNSEC_CLOUD_USER ET_LOGIN_CLOUD /* never a serial: et_serial_validate */
+#define DYNSEC_BOOTSTRAP_USER ET_LOGIN_BOOTSTRAP
 #define DYNSEC_CLOUD_ROLE "edgetrust-cloud"
 #define DYNSEC_BOOTSTRAP_ROLE "edgetrust-bootstrap"
 #define DYNSEC_DEVICE_ROLE_PREFIX "et-device-"

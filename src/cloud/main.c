@@ -155,8 +155,9 @@ static int parse_duration(const char *s, int64_t *ret)
 
 static int check_serial(const char *s)
 {
+	/* The one serial rule, shared with the device side (et_serial_validate). */
 	if (!proto_serial_ok(s)) {
-		cl_log(CL_ERR, "invalid serial '%s': 1..64 characters of A-Z a-z 0-9 . _ -", s);
+		cl_log(CL_ERR, "%s", et_errmsg());
 		return EC_INPUT;
 	}
 	return EC_OK;
@@ -275,15 +276,11 @@ static int cmd_activate(struct args *a)
 	int ec;
 
 	for (int i = 0; i < a->argc; i++) {
+		/* Also refuses the broker logins' names (a device login of that name would shadow
+		 * them) and what reads as an option: the same rule the CLI applies before it
+		 * writes write-once NV. */
 		if ((ec = check_serial(a->argv[i])))
 			return ec;
-		/* A device login with the name of a broker login would shadow it (the edgetrust
-		 * plugin answers before dynamic security). */
-		if (!strcmp(a->argv[i], DYNSEC_CLOUD_USER) || !strcmp(a->argv[i], DYNSEC_BOOTSTRAP_USER)) {
-			cl_log(CL_ERR, "'%s' is reserved for a broker login; it cannot be a serial",
-			       a->argv[i]);
-			return EC_INPUT;
-		}
 	}
 	if (a->dur && parse_duration(a->dur, &dur) < 0) {
 		cl_log(CL_ERR, "invalid --for '%s': use N, Ns, Nm, Nh or Nd", a->dur);

@@ -233,7 +233,8 @@ class Agent:
 
     def __init__(self, tmp, tcti, broker_port, modbus_port=None, serial="SN-TEST-1",
                  extra_devices="", log_level="debug", data_dir=None, spool_max=100000,
-                 poll_ms=100, bootstrap_password="bootpw", spool_extra="ack_timeout_s = 5\n"):
+                 poll_ms=100, bootstrap_password="bootpw", spool_extra="ack_timeout_s = 5\n",
+                 tcti_module=None):
         self.tmp = tmp
         self.data_dir = data_dir or tmp.join("data")
         self.conf = tmp.join("edgetrustd.conf")
@@ -254,7 +255,9 @@ class Agent:
                       "unit = degC\n\n[point.plc1.counter]\ntable = holding\naddress = 1\n"
                       "type = u16\n\n")
         with open(self.conf, "w") as f:
-            f.write(f"[agent]\ntcti = {tcti}\ndata_dir = {self.data_dir}\nlog_level = {log_level}\n"
+            module = f"tcti_module = {tcti_module}\n" if tcti_module else ""
+            f.write(f"[agent]\ntcti = {tcti}\n{module}data_dir = {self.data_dir}\n"
+                    f"log_level = {log_level}\n"
                     "register_backoff_max_s = 5\n\n"
                     f"[broker]\nhost = 127.0.0.1\nport = {broker_port}\ntls = false\n"
                     f"bootstrap_username = bootstrap\nbootstrap_password_file = {pwfile}\n"

@@ -1,7 +1,10 @@
 """Helpers for the fault tests: the etfault TCTI (rules, command log, capture) and TPM checks.
 
-The TCTI (tests/fault/tcti-etfault.c) is built as libtss2-tcti-etfault.so in the build tree;
-tctildr finds it by the name "etfault" once LD_LIBRARY_PATH names that directory.
+The TCTI (tests/fault/tcti-etfault.c) is built as libtss2-tcti-etfault.so in the build tree.
+Our programs load no TCTI by search path (lib/tcti.c), so they are given its file explicitly:
+`--tcti-module MODULE` for the CLI (cli() adds it whenever the environment names etfault),
+`tcti_module = MODULE` for edgetrustd, et_ctx_new_module() for C probes. tpm2-tools still find
+it by the name "etfault" through LD_LIBRARY_PATH, which env() sets for them.
 """
 import os
 import struct
@@ -12,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import etfix  # noqa: E402
 
 TCTI_DIR = os.environ.get("ET_FAULT_TCTI_DIR", os.path.join(etfix.BUILD, "tests", "fault"))
+MODULE = os.path.abspath(os.path.join(TCTI_DIR, "libtss2-tcti-etfault.so"))
 
 # TPM2_RC values the TCTI can inject (tpm2-tss tss2_tpm2_types.h).
 RC = {"RETRY": 0x922, "TESTING": 0x90A, "YIELDED": 0x908, "NV_RATE": 0x920,
@@ -183,9 +187,16 @@ def have_cli():
     return os.path.exists(etfix.binary("edgetrust"))
 
 
+def module_args(env):
+    """["--tcti-module", MODULE] when env selects the etfault TCTI, else []."""
+    return ["--tcti-module", MODULE] if (env or {}).get("EDGETRUST_TCTI", "").startswith(
+        "etfault:") else []
+
+
 def cli(args, env, input=None, timeout=120):
     """Runs the CLI; .stdout keeps the raw bytes, .out/.err are text."""
-    return etfix.run([etfix.binary("edgetrust")] + args, env=env, input=input, timeout=timeout)
+    return etfix.run([etfix.binary("edgetrust")] + module_args(env) + args, env=env,
+                     input=input, timeout=timeout)
 
 
 def proc_status(pid):

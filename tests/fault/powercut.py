@@ -111,18 +111,19 @@ class Run:
         self.stats["violations"].append(f"cycle {cycle}: {text}")
         self.log(f"VIOLATION cycle {cycle}: {text}")
 
-    def provision_cmd(self, serial):
+    def provision_cmd(self, serial, env):
         # ET_POWERCUT_PROVISION replaces the CLI (to check this harness with a stand-in).
         alt = os.environ.get("ET_POWERCUT_PROVISION")
-        prog = alt.split() if alt else [etfix.binary("edgetrust"), "provision"]
+        prog = alt.split() if alt else ([etfix.binary("edgetrust")] + faultlib.module_args(env) +
+                                        ["provision"])
         return prog + ["--serial", serial]
 
     def start_provision(self, env, serial=SERIAL):
-        return subprocess.Popen(self.provision_cmd(serial), env=env, stdout=subprocess.PIPE,
+        return subprocess.Popen(self.provision_cmd(serial, env), env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
     def provision(self, env, serial=SERIAL, timeout=300):
-        return etfix.run(self.provision_cmd(serial), env=env, timeout=timeout)
+        return etfix.run(self.provision_cmd(serial, env), env=env, timeout=timeout)
 
     # -- invariants ------------------------------------------------------------------------
     def check_partial(self, cycle, env, seen):

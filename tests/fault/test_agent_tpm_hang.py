@@ -35,7 +35,7 @@ class AgentTpmHang(unittest.TestCase):
         self.cloud = agentfix.MiniCloud(self.mq.port)
         self.f = faultlib.FaultTcti(self.tmp.path, self.tpm.tcti)
         self.agent = agentfix.Agent(self.tmp, self.f.tcti, self.mq.port, self.sim.port,
-                                    serial=SERIAL, poll_ms=50)
+                                    serial=SERIAL, poll_ms=50, tcti_module=faultlib.MODULE)
         with open(self.agent.conf) as fh:
             conf = fh.read()
         with open(self.agent.conf, "w") as fh:
@@ -79,6 +79,7 @@ class AgentTpmHang(unittest.TestCase):
         with open(self.agent.conf) as fh:
             conf = fh.read()
         conf = conf.replace("tcti = " + self.f.tcti, "tcti = " + self.tpm.tcti)
+        conf = conf.replace("tcti_module = " + faultlib.MODULE + "\n", "")
         conf = conf.replace("tpm_timeout_ms = 800\n",
                             "tpm_timeout_ms = 300\ntpm_keygen_timeout_ms = 1000\n")
         with open(self.agent.conf, "w") as fh:

@@ -158,7 +158,8 @@ class TpmTimeoutTest(unittest.TestCase):
         # The first read's NV_Read hangs once; the same et_ctx must then refuse without
         # sending anything, and a new et_ctx works.
         self.f.rules("fault=hang cc=NV_Read")
-        proc = subprocess.Popen([os.environ["ET_TIMEOUT_PROBE"], self.f.tcti, "800", "2"],
+        proc = subprocess.Popen([os.environ["ET_TIMEOUT_PROBE"], self.f.tcti, "800", "2",
+                                 faultlib.MODULE],
                                 env=self.f.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:

@@ -30,12 +30,12 @@ int main(int argc, char **argv)
 	char label[16];
 	int n, r;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: et-timeout-probe TCTI CMD_MS N\n");
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: et-timeout-probe TCTI CMD_MS N [MODULE]\n");
 		return 2;
 	}
 	n = atoi(argv[3]);
-	r = et_ctx_new(argv[1], &ctx);
+	r = et_ctx_new_module(argv[1], argc == 5 ? argv[4] : NULL, &ctx);
 	if (r == 0)
 		r = et_ctx_set_timeouts(ctx, (uint32_t)strtoul(argv[2], NULL, 10), 0);
 	if (r < 0) {
@@ -58,7 +58,7 @@ int main(int argc, char **argv)
 		printf("reopened rc=%d %s\n", r, et_errmsg());
 	et_ctx_free(ctx);
 	ctx = NULL;
-	r = et_ctx_new(argv[1], &ctx);
+	r = et_ctx_new_module(argv[1], argc == 5 ? argv[4] : NULL, &ctx);
 	if (r == 0)
 		r = et_ctx_set_timeouts(ctx, (uint32_t)strtoul(argv[2], NULL, 10), 0);
 	if (r == 0)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -391,6 +392,14 @@ static void test_load(void **state)
 	assert_null(c);
 	assert_non_null(strstr(err, path));
 	assert_int_equal(et_agent_config_load("/", &c, err, sizeof(err)), ET_E_IO);
+	assert_non_null(strstr(err, "a directory"));
+	/* A FIFO is refused at once, not waited on (finding 13 of issue 10): no writer ever
+	 * comes here, so a blocking open() would never return. */
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(et_agent_config_load(path, &c, err, sizeof(err)), ET_E_IO);
+	assert_non_null(strstr(err, "FIFO"));
+	assert_null(c);
+	unlink(path);
 }
 
 int main(void)

@@ -58,12 +58,22 @@ static void test_serial_validate(void **state)
 	assert_int_equal(et_serial_validate(""), ET_E_INVALID);
 	assert_int_equal(et_serial_validate(NULL), ET_E_INVALID);
 	assert_int_equal(et_serial_validate("a b"), ET_E_INVALID);
-	assert_non_null(strstr(et_errmsg(), "position 2"));
+	assert_non_null(strstr(et_errmsg(), "byte 2 (0x20)"));
 	assert_int_equal(et_serial_validate("a/b"), ET_E_INVALID);
 	assert_int_equal(et_serial_validate("a+b"), ET_E_INVALID); /* MQTT wildcard */
 	assert_int_equal(et_serial_validate("a#"), ET_E_INVALID);
 	assert_int_equal(et_serial_validate("caf\xc3\xa9"), ET_E_INVALID);
 	assert_int_equal(et_serial_validate("x\n"), ET_E_INVALID);
+	/* Finding 12 of issue 10: what the cloud refuses, the device side refuses too. */
+	assert_int_equal(et_serial_validate("-x"), ET_E_INVALID);
+	assert_non_null(strstr(et_errmsg(), "letter or digit"));
+	assert_int_equal(et_serial_validate("."), ET_E_INVALID);
+	assert_int_equal(et_serial_validate("_a"), ET_E_INVALID);
+	assert_int_equal(et_serial_validate(ET_LOGIN_BOOTSTRAP), ET_E_INVALID);
+	assert_non_null(strstr(et_errmsg(), "broker logins"));
+	assert_int_equal(et_serial_validate(ET_LOGIN_CLOUD), ET_E_INVALID);
+	assert_int_equal(et_serial_validate("bootstrap2"), 0);
+	assert_int_equal(et_serial_validate("9-a"), 0);
 	memset(longest, 'S', sizeof(longest));
 	longest[ET_SERIAL_MAX] = '\0';
 	assert_int_equal(et_serial_validate(longest), 0);
