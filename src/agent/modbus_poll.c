@@ -15,6 +15,7 @@
 #include <modbus/modbus.h>
 
 #include "modbus_poll.h"
+#include "modbus_txn.h"
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
@@ -37,6 +38,9 @@ struct link {
 	unsigned failures;      /* consecutive failed connects */
 	unsigned timeouts;      /* consecutive timeouts */
 	int64_t retry_at_ms;    /* next connect attempt */
+	uint16_t tid;           /* last Modbus TCP transaction id sent */
+	bool bad_logged;        /* a refused answer was logged (once per connection) */
+	bool dirty;             /* serial line: flush before the next request */
 	char last_error[128];
 };
 
@@ -457,66 +461,84 @@ failed:
 	return -1;
 }
 
-/* One request; returns its quality and sets *ret_exc. Drops the link on connection errors. */
+static int64_t mono_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * One request, framed and checked by modbus_txn.c under one deadline of timeout_ms for the
+ * whole answer (libmodbus only opened the connection). Returns its quality and sets q->exc.
+ * Drops the link on connection errors and on a TCP answer whose framing cannot be trusted.
+ */
 static enum et_quality do_request(struct et_poller *p, struct group *g, struct req_rt *q,
 				  int64_t now_ms)
 {
-	modbus_t *mb = g->link->mb;
-	int rc, err;
+	struct link *l = g->link;
+	struct et_mb_txn t = {
+		.transport = l->transport,
+		.unit = (uint8_t)g->unit_id,
+		.tid = ++l->tid,
+		.r = q->r,
+	};
+	enum et_mb_verdict v;
+	int exc = 0;
 
 	p->stats.requests++;
-	errno = 0;
-	switch (q->r.table) {
-	case ET_MB_HOLDING:
-		rc = modbus_read_registers(mb, q->r.address, q->r.count, g->regs + q->data_off);
-		break;
-	case ET_MB_INPUT:
-		rc = modbus_read_input_registers(mb, q->r.address, q->r.count,
-						 g->regs + q->data_off);
-		break;
-	case ET_MB_COIL:
-		rc = modbus_read_bits(mb, q->r.address, q->r.count, g->bits + q->data_off);
-		break;
-	default:
-		rc = modbus_read_input_bits(mb, q->r.address, q->r.count, g->bits + q->data_off);
-		break;
+	if (l->dirty) {
+		modbus_flush(l->mb);
+		l->dirty = false;
 	}
-	if (rc == q->r.count) {
-		g->link->timeouts = 0;
+	v = et_mb_txn_run(modbus_get_socket(l->mb), &t, mono_now_ms() + g->timeout_ms,
+			  g->regs + q->data_off, g->bits + q->data_off, &exc);
+	if (v == ET_MB_OK) {
+		l->timeouts = 0;
+		l->bad_logged = false;
 		return ET_Q_OK;
 	}
-	err = errno;
 	p->stats.failures++;
-	if (rc >= 0) {
-		/* libmodbus checked the byte count; a short answer is a protocol error. */
-		modbus_flush(mb);
-		return ET_Q_IO;
-	}
-	if (err > MODBUS_ENOBASE && err <= EMBXGTAR) {
-		q->exc = err - MODBUS_ENOBASE;
-		g->link->timeouts = 0;
+	switch (v) {
+	case ET_MB_EXCEPTION:
+		q->exc = exc;
+		l->timeouts = 0;
 		return ET_Q_EXCEPTION;
-	}
-	if (err == ETIMEDOUT) {
-		/* A late answer must not be taken for the next request's. */
-		modbus_flush(mb);
-		if (g->link->transport == ET_MB_TCP &&
-		    ++g->link->timeouts >= TCP_TIMEOUTS_BEFORE_RECONNECT)
-			link_down(p, g->link, "no answer", now_ms);
+	case ET_MB_TIMEOUT:
+		p->stats.timeouts++;
+		/* The rest of a trickled answer must not be taken for the next request's: TCP
+		 * drops a connection that is inside an answer (a flush cannot tell where the
+		 * trickle ends); a late whole answer is recognised by its transaction id. A serial
+		 * line is flushed before the next request. */
+		if (l->transport == ET_MB_TCP) {
+			if (t.got || ++l->timeouts >= TCP_TIMEOUTS_BEFORE_RECONNECT)
+				link_down(p, l, t.got ? "answer incomplete in time" : "no answer",
+					  now_ms);
+		} else {
+			l->dirty = true;
+		}
 		return ET_Q_TIMEOUT;
-	}
-	if (err == EMBBADCRC) {
-		modbus_flush(mb);
+	case ET_MB_IO:
+		link_down(p, l, "connection error", now_ms);
+		return ET_Q_IO;
+	case ET_MB_BAD_CRC:
+		p->stats.bad_answers++;
+		l->dirty = true;
 		return ET_Q_CRC;
-	}
-	if (err == EMBBADDATA || err == EMBBADEXC || err == EMBUNKEXC || err == EMBMDATA ||
-	    err == EMBBADSLAVE || err == EINVAL) {
-		modbus_flush(mb);
+	default:
+		p->stats.bad_answers++;
+		if (!l->bad_logged)
+			plog(p, ET_LOG_WARNING,
+			     "modbus %s: answer refused (%s); its readings are marked io", g->name,
+			     et_mb_verdict_name(v));
+		l->bad_logged = true;
+		if (l->transport == ET_MB_TCP)
+			link_down(p, l, et_mb_verdict_name(v), now_ms);
+		else
+			l->dirty = true;
 		return ET_Q_IO;
 	}
-	/* ECONNRESET, EPIPE, EBADF, EIO, ...: the connection itself is gone. */
-	link_down(p, g->link, modbus_strerror(err), now_ms);
-	return ET_Q_IO;
 }
 
 static void report(struct group *g, int64_t ts, et_reading_cb cb, void *userdata)
@@ -564,8 +586,6 @@ again:
 		g->reqs[i].exc = 0;
 	}
 	if (link_up(p, g->link, g->timeout_ms, now_ms) == 0) {
-		modbus_set_slave(g->link->mb, (int)g->unit_id);
-		set_timeouts(g->link->mb, g->timeout_ms);
 		for (size_t i = 0; i < g->n_reqs; i++) {
 			struct req_rt *q = &g->reqs[i];
 
@@ -656,17 +676,12 @@ int et_poller_set_poll_ms(struct et_poller *p, const char *device, unsigned poll
 	return ET_E_INVALID;
 }
 
-int et_poller_reconfigure(struct et_poller *p, const struct et_agent_config *cfg)
+/* Moves n's devices and maps into p, keeping p's open connections whose settings are unchanged
+ * and the schedule of devices that keep their name; empties n. */
+static void poller_merge(struct et_poller *p, struct et_poller *nn)
 {
-	struct et_poller n = {0};
-	int r;
+	struct et_poller n = *nn;
 
-	if (!p || !cfg)
-		return ET_E_INVALID;
-	r = poller_build(&n, cfg);
-	if (r < 0)
-		return r;
-	/* Keep open connections whose settings are unchanged. */
 	for (size_t i = 0; i < n.n_links; i++) {
 		struct link *nl = n.links[i];
 
@@ -694,6 +709,8 @@ int et_poller_reconfigure(struct et_poller *p, const struct et_agent_config *cfg
 			nl->failures = ol->failures;
 			nl->timeouts = ol->timeouts;
 			nl->retry_at_ms = ol->retry_at_ms;
+			nl->tid = ol->tid;
+			nl->dirty = ol->dirty;
 			ol->mb = NULL;
 			link_free(ol);
 			p->links[k] = NULL;
@@ -718,5 +735,27 @@ int et_poller_reconfigure(struct et_poller *p, const struct et_agent_config *cfg
 	p->links = n.links;
 	p->n_groups = n.n_groups;
 	p->groups = n.groups;
+	*nn = (struct et_poller){0};
+}
+
+int et_poller_reconfigure(struct et_poller *p, const struct et_agent_config *cfg)
+{
+	struct et_poller n = {0};
+	int r;
+
+	if (!p || !cfg)
+		return ET_E_INVALID;
+	r = poller_build(&n, cfg);
+	if (r < 0)
+		return r;
+	poller_merge(p, &n);
 	return 0;
+}
+
+void et_poller_adopt(struct et_poller *p, struct et_poller *n)
+{
+	if (!p || !n)
+		return;
+	poller_merge(p, n);
+	et_poller_free(n);
 }
