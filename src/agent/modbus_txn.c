@@ -240,8 +240,16 @@ enum et_mb_verdict et_mb_txn_run(int fd, struct et_mb_txn *t, int64_t deadline_m
 		ssize_t r;
 		int rc;
 
-		if (total < 0)
-			return t->transport == ET_MB_TCP ? ET_MB_BAD_LENGTH : ET_MB_BAD_FUNCTION;
+		if (total < 0 && t->transport == ET_MB_TCP)
+			return ET_MB_BAD_LENGTH;
+		if (total < 0) {
+			/* RTU: no answer starts like this; it is the tail of an earlier answer (a
+			 * slave still trickling) or line noise. Slide on to the next byte: only a
+			 * whole answer to this request, before the deadline, counts. */
+			memmove(ans, ans + 1, --have);
+			t->got = have;
+			continue;
+		}
 		if (total > 0 && (size_t)total <= have) {
 			uint16_t tid = (uint16_t)(ans[0] << 8 | ans[1]);
 

@@ -66,8 +66,10 @@ enum et_mb_verdict et_mb_txn_check(const struct et_mb_txn *t, const uint8_t *buf
 				   uint16_t *regs, uint8_t *bits, int *ret_exc);
 /*
  * Sends the request on fd (a connected socket, or a tty in non-blocking mode) and reads the
- * answer until it is complete or deadline_ms (CLOCK_MONOTONIC, ms) has passed. The bytes of
- * an answer refused as impossible are left for the caller's flush.
+ * answer until it is complete or deadline_ms (CLOCK_MONOTONIC, ms) has passed. TCP: an
+ * impossible MBAP length ends the read (the caller drops the connection: the stream is out of
+ * step). RTU: bytes no answer can start with are skipped (the tail of a late answer, noise),
+ * so they end as ET_MB_TIMEOUT unless a whole answer follows in time.
  */
 enum et_mb_verdict et_mb_txn_run(int fd, struct et_mb_txn *t, int64_t deadline_ms,
 				 uint16_t *regs, uint8_t *bits, int *ret_exc);
