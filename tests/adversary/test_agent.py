@@ -17,6 +17,7 @@ hostile slaves are raw sockets/ttys here because the attacker is exactly that co
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 import tty
@@ -220,7 +221,10 @@ class AgentAttacks(unittest.TestCase):
         """plc1 readings the cloud received during WINDOW_S."""
         before = len(self.readings("plc1"))
         time.sleep(WINDOW_S)
-        return len(self.readings("plc1")) - before
+        got = len(self.readings("plc1")) - before
+        print(f"\n{self.id()}: plc1 delivered {got} readings in {WINDOW_S:.0f} s",
+              file=sys.stderr)
+        return got
 
     def status(self):
         res = self.agent.ctl({"op": "status"})
