@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The Modbus poller on libmodbus 3.1: links (connections), poll groups (one per device) with
- * their request plan, the schedule, and the conversion of libmodbus errno values into quality
- * marks. libmodbus debug output stays off: the library prints only when modbus_set_debug is on.
+ * The Modbus poller: links (connections opened by libmodbus 3.1), poll groups (one per device)
+ * with their request plan, the schedule, and the turning of each transaction's verdict
+ * (modbus_txn.c frames and checks it) into a quality mark and a link decision. libmodbus
+ * debug output stays off: the library prints only when modbus_set_debug is on.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -370,17 +371,6 @@ void et_poller_get_stats(const struct et_poller *p, struct et_poller_stats *ret)
 		*ret = p->stats;
 }
 
-static void set_timeouts(modbus_t *mb, uint32_t timeout_ms)
-{
-	/* libmodbus waits up to the byte timeout again for each later part of a frame; capping
-	 * it at timeout_ms keeps a truncated answer from costing more than about two timeouts
-	 * (libmodbus' default is 500 ms). */
-	uint32_t byte_ms = timeout_ms < 500 ? timeout_ms : 500;
-
-	modbus_set_response_timeout(mb, timeout_ms / 1000, (timeout_ms % 1000) * 1000);
-	modbus_set_byte_timeout(mb, byte_ms / 1000, (byte_ms % 1000) * 1000);
-}
-
 static void link_down(struct et_poller *p, struct link *l, const char *why, int64_t now_ms)
 {
 	if (l->mb)
@@ -420,8 +410,8 @@ static int link_up(struct et_poller *p, struct link *l, uint32_t timeout_ms, int
 		 * reconnecting stays ours (with backoff) rather than libmodbus' immediate retry. */
 		modbus_set_error_recovery(l->mb, MODBUS_ERROR_RECOVERY_PROTOCOL);
 	}
-	/* libmodbus bounds the TCP connect by the response timeout. */
-	set_timeouts(l->mb, timeout_ms);
+	/* libmodbus bounds the TCP connect by the response timeout (answers are ours). */
+	modbus_set_response_timeout(l->mb, timeout_ms / 1000, (timeout_ms % 1000) * 1000);
 	if (modbus_connect(l->mb) < 0) {
 		snprintf(l->last_error, sizeof(l->last_error), "%s", modbus_strerror(errno));
 		modbus_close(l->mb);
@@ -461,14 +451,6 @@ failed:
 	return -1;
 }
 
-static int64_t mono_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * One request, framed and checked by modbus_txn.c under one deadline of timeout_ms for the
  * whole answer (libmodbus only opened the connection). Returns its quality and sets q->exc.
@@ -492,7 +474,7 @@ static enum et_quality do_request(struct et_poller *p, struct group *g, struct r
 		modbus_flush(l->mb);
 		l->dirty = false;
 	}
-	v = et_mb_txn_run(modbus_get_socket(l->mb), &t, mono_now_ms() + g->timeout_ms,
+	v = et_mb_txn_run(modbus_get_socket(l->mb), &t, g->timeout_ms,
 			  g->regs + q->data_off, g->bits + q->data_off, &exc);
 	if (v == ET_MB_OK) {
 		l->timeouts = 0;

@@ -209,9 +209,10 @@ static ssize_t io_recv(int fd, enum et_mb_transport tr, uint8_t *buf, size_t len
 	return read(fd, buf, len); /* libmodbus opens the tty with O_NONBLOCK */
 }
 
-enum et_mb_verdict et_mb_txn_run(int fd, struct et_mb_txn *t, int64_t deadline_ms,
+enum et_mb_verdict et_mb_txn_run(int fd, struct et_mb_txn *t, unsigned timeout_ms,
 				 uint16_t *regs, uint8_t *bits, int *ret_exc)
 {
+	int64_t deadline_ms = mono_ms() + timeout_ms;
 	uint8_t req[16], ans[ET_MB_TXN_MAX_ADU];
 	size_t n = et_mb_txn_build(t, req), off = 0, have = 0, need = 0;
 

@@ -66,12 +66,13 @@ enum et_mb_verdict et_mb_txn_check(const struct et_mb_txn *t, const uint8_t *buf
 				   uint16_t *regs, uint8_t *bits, int *ret_exc);
 /*
  * Sends the request on fd (a connected socket, or a tty in non-blocking mode) and reads the
- * answer until it is complete or deadline_ms (CLOCK_MONOTONIC, ms) has passed. TCP: an
+ * answer until it is complete or timeout_ms have passed since the call (one deadline for
+ * sending and the whole answer, on CLOCK_MONOTONIC). TCP: an
  * impossible MBAP length ends the read (the caller drops the connection: the stream is out of
  * step). RTU: bytes no answer can start with are skipped (the tail of a late answer, noise),
  * so they end as ET_MB_TIMEOUT unless a whole answer follows in time.
  */
-enum et_mb_verdict et_mb_txn_run(int fd, struct et_mb_txn *t, int64_t deadline_ms,
+enum et_mb_verdict et_mb_txn_run(int fd, struct et_mb_txn *t, unsigned timeout_ms,
 				 uint16_t *regs, uint8_t *bits, int *ret_exc);
 
 /* CRC-16/MODBUS of buf (sent low byte first). */
