@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ struct bus {
 	pthread_t thread;
 	pthread_cond_t cond; /* wakes the worker: mailbox, stop */
 	struct et_poller *poller; /* the worker's alone */
+	atomic_bool quit;         /* stop as set, read by the poller between groups without mu */
 	/* under owner->mu */
 	bool stop, exited;
 	struct et_poller *pending;      /* to adopt before the next cycle */
@@ -131,6 +133,13 @@ static void bus_log(et_log_level level, const char *msg, void *ud)
 	}
 	pthread_mutex_unlock(&o->mu);
 	wake_main(o);
+}
+
+static bool bus_cancelled(void *ud)
+{
+	struct bus *b = ud;
+
+	return atomic_load(&b->quit);
 }
 
 /* Takes the mailbox (under mu). */
@@ -301,6 +310,8 @@ static struct bus *bus_start(struct et_buses *o, struct plan *pl)
 	b->names = pl->names;
 	b->n_names = pl->n_names;
 	et_poller_set_log(b->poller, bus_log, b);
+	et_poller_set_cancel(b->poller, bus_cancelled, b);
+	atomic_init(&b->quit, false);
 	if (pthread_create(&b->thread, NULL, bus_main, b) != 0) {
 		b->poller = NULL;
 		b->names = NULL;
@@ -312,11 +323,18 @@ static struct bus *bus_start(struct et_buses *o, struct plan *pl)
 	return b;
 }
 
+/* Tells a worker to stop (under mu): it finishes its current request, polls no further group. */
+static void bus_tell_stop(struct bus *b)
+{
+	b->stop = true;
+	atomic_store(&b->quit, true);
+	pthread_cond_signal(&b->cond);
+}
+
 static void bus_stop_join(struct et_buses *o, struct bus *b)
 {
 	pthread_mutex_lock(&o->mu);
-	b->stop = true;
-	pthread_cond_signal(&b->cond);
+	bus_tell_stop(b);
 	pthread_mutex_unlock(&o->mu);
 	pthread_join(b->thread, NULL);
 	bus_free(b);
@@ -572,8 +590,7 @@ int et_buses_reconfigure(struct et_buses *o, const struct et_agent_config *cfg)
 
 		if (!b)
 			continue;
-		b->stop = true;
-		pthread_cond_signal(&b->cond);
+		bus_tell_stop(b);
 		o->retired[o->n_retired++] = b;
 	}
 	free(o->buses);
@@ -618,6 +635,13 @@ void et_buses_free(struct et_buses *o)
 {
 	if (!o)
 		return;
+	/* All at once, then join: the buses finish their current requests in parallel. */
+	pthread_mutex_lock(&o->mu);
+	for (size_t i = 0; i < o->n; i++)
+		bus_tell_stop(o->buses[i]);
+	for (size_t i = 0; i < o->n_retired; i++)
+		bus_tell_stop(o->retired[i]);
+	pthread_mutex_unlock(&o->mu);
 	for (size_t i = 0; i < o->n; i++)
 		bus_stop_join(o, o->buses[i]);
 	for (size_t i = 0; i < o->n_retired; i++)

@@ -53,7 +53,8 @@ struct et_buses_stats {
 	size_t buses;
 };
 void et_buses_get_stats(struct et_buses *b, struct et_buses_stats *ret);
-/* Accepts NULL. Stops and joins every worker (each within its current request's timeout_ms). */
+/* Accepts NULL. Stops and joins every worker: all in parallel, each within its current
+ * request's timeout_ms (a worker polls no further group once told to stop). */
 void et_buses_free(struct et_buses *b);
 
 #endif

@@ -85,6 +85,8 @@ struct et_poller {
 	struct group *groups;
 	et_poller_log_fn log_fn;
 	void *log_ud;
+	et_poller_cancel_fn cancel_fn;
+	void *cancel_ud;
 	struct et_poller_stats stats;
 };
 
@@ -355,6 +357,14 @@ void et_poller_set_log(struct et_poller *p, et_poller_log_fn fn, void *userdata)
 		return;
 	p->log_fn = fn;
 	p->log_ud = userdata;
+}
+
+void et_poller_set_cancel(struct et_poller *p, et_poller_cancel_fn fn, void *userdata)
+{
+	if (!p)
+		return;
+	p->cancel_fn = fn;
+	p->cancel_ud = userdata;
 }
 
 void et_poller_free(struct et_poller *p)
@@ -629,6 +639,8 @@ int et_poller_run_due(struct et_poller *p, int64_t now_ms, et_reading_cb cb, voi
 
 		if (g->n_points == 0 || (g->scheduled && g->next_due_ms > now_ms))
 			continue;
+		if (p->cancel_fn && p->cancel_fn(p->cancel_ud))
+			break;
 		poll_group(p, g, now_ms, cb, userdata);
 		/* Keep the phase; after an overrun skip the missed cycles instead of bursting. */
 		g->next_due_ms = (g->scheduled ? g->next_due_ms : now_ms) + g->poll_ms;

@@ -9,6 +9,7 @@
 #ifndef EDGETRUST_AGENT_MODBUS_POLL_H
 #define EDGETRUST_AGENT_MODBUS_POLL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "agent_config.h"
@@ -26,11 +27,16 @@ typedef void (*et_reading_cb)(const struct et_reading *r, void *userdata);
 /* Optional: state changes (device reachable/unreachable, plan fallbacks), never per poll. */
 typedef void (*et_poller_log_fn)(et_log_level level, const char *msg, void *userdata);
 
+/* Optional: asked before each group is polled; true makes et_poller_run_due return at once
+ * (the groups not polled stay due). Lets a bus worker stop within one request. */
+typedef bool (*et_poller_cancel_fn)(void *userdata);
+
 struct et_poller;
 
 /* Copies everything it needs from cfg (cfg may be freed afterwards). Opens no connection yet. */
 int et_poller_new(const struct et_agent_config *cfg, struct et_poller **ret);
 void et_poller_set_log(struct et_poller *p, et_poller_log_fn fn, void *userdata);
+void et_poller_set_cancel(struct et_poller *p, et_poller_cancel_fn fn, void *userdata);
 /*
  * now_ms and every time below: a monotonic clock in ms (CLOCK_MONOTONIC). Returns when the
  * next group is due (<= now_ms if one is due now; now_ms + 86400000 if nothing is configured).

@@ -296,6 +296,8 @@ class AgentAttacks(unittest.TestCase):
         self.assertGreater(tcp.requests, 0)
         self.assertGreater(rtu.requests, 0)
         self.assertGreaterEqual(self.status()["modbus"]["timeouts"], 4)
+        # SIGTERM while the slaves still trickle: the workers stop within their request.
+        self.assertEqual(self.agent.stop(), 0)
 
     # ---- finding 8: the control socket ------------------------------------------------------
 
