@@ -153,13 +153,14 @@ static bool client_answer(struct et_ctl *c, struct client *k, char *text, int64_
 	return client_send(k);
 }
 
-static char *fixed_answer(const char *error)
+/* An error answer of ours; with_nl adds the newline (for a send outside client_answer). */
+static char *fixed_answer(const char *error, bool with_nl)
 {
 	size_t n = strlen(error) + 32;
 	char *s = malloc(n);
 
 	if (s)
-		snprintf(s, n, "{\"ok\":false,\"error\":\"%s\"}", error);
+		snprintf(s, n, "{\"ok\":false,\"error\":\"%s\"}%s", error, with_nl ? "\n" : "");
 	return s;
 }
 
@@ -176,7 +177,7 @@ static bool client_read(struct et_ctl *c, struct client *k, int64_t now_ms)
 
 			if (k->cap >= ET_CTL_LINE_MAX + 1) {
 				c->st.too_long++;
-				return client_answer(c, k, fixed_answer("request longer than 65536 bytes"),
+				return client_answer(c, k, fixed_answer("request longer than 65536 bytes", false),
 						     now_ms);
 			}
 			if (cap > ET_CTL_LINE_MAX + 1)
@@ -268,10 +269,9 @@ void et_ctl_handle(struct et_ctl *c, const struct pollfd *fds, size_t n, int64_t
 		c->st.timed_out++;
 		if (!k->out) {
 			/* Tell a slow client why, if its socket takes it now; never wait for it. */
-			char *msg = fixed_answer("request not complete within control_timeout_ms");
+			char *msg = fixed_answer("request not complete within control_timeout_ms", true);
 
-			if (msg && send(k->fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) >= 0 &&
-			    send(k->fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			if (msg && send(k->fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 			}
 			free(msg);
 		}

@@ -1392,11 +1392,6 @@ static int run(struct agent *a, const sigset_t *origmask)
 				sizeof(err)) < 0)
 			logm(ET_LOG_WARNING, "%s; `edgetrust config` disabled", err);
 	}
-	fds = calloc(2 + et_ctl_pollfds_max(a->ctl), sizeof(*fds));
-	if (!fds) {
-		logm(ET_LOG_ERR, "out of memory");
-		return EXIT_INTERNAL;
-	}
 	rc = open_stored(a, &c, why, sizeof(why));
 	if (rc == -2) {
 		logm(ET_LOG_ERR, "%s", why);
@@ -1407,6 +1402,12 @@ static int run(struct agent *a, const sigset_t *origmask)
 		device_login(a, &c);
 	} else if (start_registration(a, rc == 1 ? "no stored credentials (first start)" : why) < 0) {
 		return EXIT_CONFIG;
+	}
+	/* The MQTT or registration fd, the buses' eventfd, the control socket and its clients. */
+	fds = calloc(2 + et_ctl_pollfds_max(a->ctl), sizeof(*fds));
+	if (!fds) {
+		logm(ET_LOG_ERR, "out of memory");
+		return EXIT_INTERNAL;
 	}
 	a->wd_usec = et_sd_watchdog_usec();
 	et_sd_notify("READY=1");
