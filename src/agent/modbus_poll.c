@@ -40,7 +40,8 @@ struct link {
 	unsigned timeouts;      /* consecutive timeouts */
 	int64_t retry_at_ms;    /* next connect attempt */
 	uint16_t tid;           /* last Modbus TCP transaction id sent */
-	bool bad_logged;        /* a refused answer was logged (once per connection) */
+	bool bad_logged;        /* a refused answer was logged (until a good answer) */
+	bool down_logged;       /* a lost connection was logged (until a good answer) */
 	bool dirty;             /* serial line: flush before the next request */
 	char last_error[128];
 };
@@ -385,11 +386,14 @@ static void link_down(struct et_poller *p, struct link *l, const char *why, int6
 {
 	if (l->mb)
 		modbus_close(l->mb);
-	if (l->connected)
+	/* Once until the device answers well again: a slave that trickles or forges every
+	 * answer costs a reconnect per poll, not a log line per poll. */
+	if (l->connected && !l->down_logged)
 		plog(p, ET_LOG_WARNING, "modbus %s%s%s: connection lost (%s); reconnecting",
 		     l->transport == ET_MB_TCP ? l->owner : l->device,
 		     l->transport == ET_MB_TCP ? " at " : "",
 		     l->transport == ET_MB_TCP ? l->host : "", why);
+	l->down_logged = l->down_logged || l->connected;
 	l->connected = false;
 	l->timeouts = 0;
 	l->retry_at_ms = now_ms; /* the first reconnect is immediate, then backoff */
@@ -489,6 +493,7 @@ static enum et_quality do_request(struct et_poller *p, struct group *g, struct r
 	if (v == ET_MB_OK) {
 		l->timeouts = 0;
 		l->bad_logged = false;
+		l->down_logged = false;
 		return ET_Q_OK;
 	}
 	p->stats.failures++;
@@ -705,6 +710,8 @@ static void poller_merge(struct et_poller *p, struct et_poller *nn)
 			nl->retry_at_ms = ol->retry_at_ms;
 			nl->tid = ol->tid;
 			nl->dirty = ol->dirty;
+			nl->bad_logged = ol->bad_logged;
+			nl->down_logged = ol->down_logged;
 			ol->mb = NULL;
 			link_free(ol);
 			p->links[k] = NULL;
