@@ -120,6 +120,15 @@ type = bool
           struct.pack("<dd", 0.1, -40.0))
     write("mbvalue", "plan", bytes([1, 8, 128]) + bytes([0, 0, 100, 1, 0, 0, 101, 2, 2, 0, 5, 1,
                                                          0, 0xff, 0xff, 1, 1, 0, 0, 2]))
+    # mbtxn: transport/table, unit, count, tid, then the answer (see fuzz_mbtxn.c).
+    write("mbtxn", "tcp-holding-2", bytes([0, 7, 0, 1, 0x12, 0x34]) +
+          bytes([0x12, 0x34, 0, 0, 0, 7, 7, 3, 4, 1, 2, 3, 4]))
+    write("mbtxn", "tcp-exception", bytes([0, 7, 0, 1, 0x12, 0x34]) +
+          bytes([0x12, 0x34, 0, 0, 0, 3, 7, 0x83, 2]))
+    write("mbtxn", "tcp-len65535", bytes([0, 7, 0, 1, 0, 1]) +
+          bytes([0, 1, 0, 0, 0xff, 0xff, 7, 3, 4, 1, 2, 3, 4]))
+    write("mbtxn", "rtu-coils-10", bytes([5, 5, 0, 9, 0, 0]) +
+          bytes([5, 1, 2, 5, 2, 0xca, 0xad]))
     write("settings", "desired", json.dumps({"v": 1, "version": 2, "settings": {
         "spool.batch": 50, "log_level": "debug", "modbus.plc1.poll_ms": 500}}).encode())
     write("settings", "desired-bad", json.dumps({"v": 1, "version": 3, "settings": {

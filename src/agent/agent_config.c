@@ -83,6 +83,13 @@ static const struct key_def agent_keys[] = {
 	{"tpm_keygen_timeout_ms", K_UINT, F(struct et_cfg_agent, tpm_keygen_timeout_ms),
 	 ET_TPM_TIMEOUT_MIN_MS, ET_TPM_TIMEOUT_MAX_MS, NULL, NULL},
 	{"tcti_module", K_PATH, F(struct et_cfg_agent, tcti_module), 0, 0, NULL, NULL},
+
+	{"modbus_queue_max", K_UINT, F(struct et_cfg_agent, modbus_queue_max), 16, 1000000, NULL,
+	 NULL},
+	{"control_clients_max", K_UINT, F(struct et_cfg_agent, control_clients_max), 1, 64, NULL,
+	 NULL},
+	{"control_timeout_ms", K_UINT, F(struct et_cfg_agent, control_timeout_ms), 100, 60000, NULL,
+	 NULL},
 	{NULL, 0, 0, 0, 0, 0, NULL, NULL}};
 
 static const struct key_def broker_keys[] = {
@@ -775,6 +782,9 @@ static void set_defaults(struct et_agent_config *c)
 	c->agent.register_backoff_max_s = 300;
 	c->agent.tpm_timeout_ms = ET_TPM_TIMEOUT_DEFAULT_MS;
 	c->agent.tpm_keygen_timeout_ms = ET_TPM_KEYGEN_TIMEOUT_DEFAULT_MS;
+	c->agent.modbus_queue_max = ET_CFG_MODBUS_QUEUE_DEFAULT;
+	c->agent.control_clients_max = ET_CFG_CONTROL_CLIENTS_DEFAULT;
+	c->agent.control_timeout_ms = ET_CFG_CONTROL_TIMEOUT_DEFAULT_MS;
 	c->broker.tls = true;
 	snprintf(c->broker.bootstrap_username, sizeof(c->broker.bootstrap_username), "bootstrap");
 	c->broker.keepalive_s = 30;

@@ -26,6 +26,13 @@
 #define ET_CFG_UNIT_MAX 31  /* point unit text */
 #define ET_CFG_USER_MAX 127 /* MQTT user names */
 
+/* [agent] limits of what local input can grow (docs/edgetrustd.conf.md): readings waiting
+ * between the Modbus bus workers and the main loop (about 110 bytes each), control-socket
+ * clients at once, and the time a control client has for its request and for its answer. */
+#define ET_CFG_MODBUS_QUEUE_DEFAULT 4096
+#define ET_CFG_CONTROL_CLIENTS_DEFAULT 8
+#define ET_CFG_CONTROL_TIMEOUT_DEFAULT_MS 5000
+
 struct et_cfg_agent {
 	char tcti[ET_CFG_STR_MAX + 1]; /* always explicit: device:..., swtpm:..., mssim:..., tabrmd */
 	/* "" or the absolute path of the TCTI module to load instead of the system's TCTI named
@@ -38,6 +45,9 @@ struct et_cfg_agent {
 	uint32_t register_backoff_max_s;
 	uint32_t tpm_timeout_ms;        /* deadline of one TPM command (et_ctx_set_timeouts) */
 	uint32_t tpm_keygen_timeout_ms; /* the same for key generation */
+	uint32_t modbus_queue_max;      /* readings from the bus workers not yet taken (modbus_bus.h) */
+	uint32_t control_clients_max;   /* control-socket clients at once (ctl.h) */
+	uint32_t control_timeout_ms;    /* a control client's request, and its answer, complete by then */
 };
 
 struct et_cfg_broker {

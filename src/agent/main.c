@@ -6,9 +6,11 @@
  * [spool] delivery = puback, until the broker's PUBACK), and applies settings from the cloud
  * and from the local operator.
  *
- * Threads: the main thread owns all state (TPM context, SQLite spool, settings, poller,
- * control socket) and runs one event loop; each MQTT connection has a network thread that
- * only queues events for the main thread (see mqtt.h). Documented in docs/edgetrustd.md.
+ * Threads: the main thread owns all state (TPM context, SQLite spool, settings, control
+ * socket) and runs one event loop that never blocks on a peer; each Modbus bus has a worker
+ * thread that owns its libmodbus contexts and queues readings for the main thread (see
+ * modbus_bus.h); each MQTT connection has a network thread that only queues events for the
+ * main thread (see mqtt.h). Documented in docs/edgetrustd.md.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +27,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,8 +37,9 @@
 #include "agent_config.h"
 #include "config.h"
 #include "credstore.h"
+#include "ctl.h"
 #include "edgetrust/edgetrust.h"
-#include "modbus_poll.h"
+#include "modbus_bus.h"
 #include "mqtt.h"
 #include "register.h"
 #include "sdnotify.h"
@@ -159,7 +161,7 @@ struct agent {
 	char fpr[65];
 	struct et_spool *spool;
 	struct et_settings *settings;
-	struct et_poller *poller;
+	struct et_buses *buses;
 	struct et_reg *reg;
 	struct et_mqtt *mqtt;
 	char ca_path[512];
@@ -193,7 +195,7 @@ struct agent {
 	int64_t status_interval_ms, next_status_ms;
 	uint64_t wd_usec;
 	int64_t next_wd_ms;
-	int ctl_fd;
+	struct et_ctl *ctl;
 	char t_telemetry[128], t_status[128], t_desired[128], t_reported[128], t_creds[128];
 	char t_ack[160];
 };
@@ -441,7 +443,7 @@ static void apply_points(struct agent *a)
 		return;
 	}
 	if (!a->cfg_text || build_config(a, NULL, NULL, &c, err, sizeof(err)) < 0 ||
-	    et_poller_reconfigure(a->poller, c) < 0) {
+	    et_buses_reconfigure(a->buses, c) < 0) {
 		logm(ET_LOG_ERR, "register map change not applied: %s", a->cfg_text ? err : "no configuration text");
 		et_agent_config_free(c);
 		free(text);
@@ -465,13 +467,13 @@ static void apply_settings(struct agent *a)
 	if (a->window < 1 || a->window > INFL_MAX)
 		a->window = a->window < 1 ? 1 : INFL_MAX;
 	a->status_interval_ms = et_settings_int(a->settings, "status_interval_s", 60) * 1000;
-	if (a->poller)
+	if (a->buses)
 		apply_points(a);
-	for (i = 0; a->poller && i < a->cfg->n_devices; i++) {
+	for (i = 0; a->buses && i < a->cfg->n_devices; i++) {
 		const char *n = a->cfg->devices[i].name;
 
 		snprintf(key, sizeof(key), "modbus.%s.poll_ms", n);
-		if (et_poller_set_poll_ms(a->poller, n, (unsigned)et_settings_int(a->settings, key, 1000)) < 0)
+		if (et_buses_set_poll_ms(a->buses, n, (unsigned)et_settings_int(a->settings, key, 1000)) < 0)
 			logm(ET_LOG_WARNING, "could not apply %s", key);
 	}
 }
@@ -486,6 +488,35 @@ static void publish_reported(struct agent *a)
 }
 
 /* ---- status -------------------------------------------------------------------------------- */
+
+/* Counters of the device-side inputs: what the Modbus buses refused or lost, and the control
+ * socket's refusals, so that an attack on them is seen in `status` and not only survived. */
+static void add_local_status(cJSON *d, struct et_buses *buses, const struct et_ctl *ctl)
+{
+	struct et_buses_stats bs;
+	struct et_ctl_stats cs;
+	cJSON *m, *c;
+
+	et_buses_get_stats(buses, &bs);
+	et_ctl_get_stats(ctl, &cs);
+	if (!buses)
+		bs = (struct et_buses_stats){0};
+	if (!ctl)
+		cs = (struct et_ctl_stats){0};
+	m = cJSON_AddObjectToObject(d, "modbus");
+	cJSON_AddNumberToObject(m, "buses", (double)bs.buses);
+	cJSON_AddNumberToObject(m, "requests", (double)bs.poll.requests);
+	cJSON_AddNumberToObject(m, "failures", (double)bs.poll.failures);
+	cJSON_AddNumberToObject(m, "timeouts", (double)bs.poll.timeouts);
+	cJSON_AddNumberToObject(m, "bad_answers", (double)bs.poll.bad_answers);
+	cJSON_AddNumberToObject(m, "queue_dropped", (double)bs.queue_dropped);
+	cJSON_AddNumberToObject(m, "queue_max", (double)bs.queue_max);
+	c = cJSON_AddObjectToObject(d, "control");
+	cJSON_AddNumberToObject(c, "answered", (double)cs.answered);
+	cJSON_AddNumberToObject(c, "busy", (double)cs.busy);
+	cJSON_AddNumberToObject(c, "timed_out", (double)cs.timed_out);
+	cJSON_AddNumberToObject(c, "too_long", (double)cs.too_long);
+}
 
 static char *status_json(struct agent *a, bool online)
 {
@@ -502,6 +533,7 @@ static char *status_json(struct agent *a, bool online)
 	if (a->disk_full)
 		cJSON_AddStringToObject(d, "spool_error", "disk full: new readings are being dropped");
 	cJSON_AddStringToObject(d, "state", a->reg ? "registering" : a->online ? "online" : "connecting");
+	add_local_status(d, a->buses, a->ctl);
 	text = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
 	return text;
@@ -1204,29 +1236,6 @@ static void handle_mqtt(struct agent *a, int64_t now)
 
 /* ---- control socket (edgetrust config) ----------------------------------------------------- */
 
-static int ctl_open(struct agent *a)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", a->cfg->agent.data_dir,
-			     CTL_SOCKET) >= sizeof(sa.sun_path)) {
-		logm(ET_LOG_WARNING, "data_dir path too long for the control socket; `edgetrust config` disabled");
-		return -1;
-	}
-	unlink(sa.sun_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0600) < 0 ||
-	    listen(fd, 4) < 0) {
-		logm(ET_LOG_WARNING, "control socket %s: %s; `edgetrust config` disabled", sa.sun_path,
-		     strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static cJSON *ctl_request(struct agent *a, const cJSON *req)
 {
 	const cJSON *op = cJSON_GetObjectItemCaseSensitive(req, "op");
@@ -1300,52 +1309,23 @@ static cJSON *ctl_request(struct agent *a, const cJSON *req)
 	return res;
 }
 
-static void ctl_accept(struct agent *a)
+/* The control socket's handler (ctl.h): one request line in, one JSON answer out. */
+static char *ctl_answer(const char *line, size_t len, void *ud)
 {
-	struct timeval tv = { .tv_sec = 1 };
-	char buf[65536];
-	size_t got = 0;
-	cJSON *req, *res;
+	cJSON *req = cJSON_ParseWithLength(line, len), *res;
 	char *out;
-	int fd = accept4(a->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
 
-	if (fd < 0)
-		return;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	while (got < sizeof(buf) - 1) {
-		ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-		if (memchr(buf, '\n', got))
-			break;
-	}
-	buf[got] = 0;
-	req = cJSON_ParseWithLength(buf, got);
 	if (!cJSON_IsObject(req)) {
 		res = cJSON_CreateObject();
 		cJSON_AddBoolToObject(res, "ok", false);
 		cJSON_AddStringToObject(res, "error", "request is not a JSON object");
 	} else {
-		res = ctl_request(a, req);
+		res = ctl_request(ud, req);
 	}
 	out = cJSON_PrintUnformatted(res);
-	if (out) {
-		size_t len = strlen(out), off = 0;
-		while (off < len) {
-			ssize_t n = send(fd, out + off, len - off, MSG_NOSIGNAL);
-			if (n <= 0)
-				break;
-			off += (size_t)n;
-		}
-		if (send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
-		}
-	}
-	free(out);
 	cJSON_Delete(req);
 	cJSON_Delete(res);
-	close(fd);
+	return out;
 }
 
 /* ---- start-up ------------------------------------------------------------------------------ */
@@ -1395,16 +1375,24 @@ static int run(struct agent *a, const sigset_t *origmask)
 {
 	struct et_creds c = { 0 };
 	char why[1024], err[512];
+	struct pollfd *fds;
 	int rc;
 
-	rc = et_poller_new(a->cfg, &a->poller);
+	rc = et_buses_new(a->cfg, a->cfg->agent.modbus_queue_max, log_cb, NULL, &a->buses);
 	if (rc < 0) {
-		logm(ET_LOG_ERR, "Modbus poller: %s", et_strerror(rc));
+		logm(ET_LOG_ERR, "Modbus buses: %s", et_strerror(rc));
 		return EXIT_CONFIG;
 	}
-	et_poller_set_log(a->poller, log_cb, NULL);
 	apply_settings(a);
-	a->ctl_fd = ctl_open(a);
+	{
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/%s", a->cfg->agent.data_dir, CTL_SOCKET);
+		if (et_ctl_open(path, a->cfg->agent.control_clients_max,
+				a->cfg->agent.control_timeout_ms, ctl_answer, a, &a->ctl, err,
+				sizeof(err)) < 0)
+			logm(ET_LOG_WARNING, "%s; `edgetrust config` disabled", err);
+	}
 	rc = open_stored(a, &c, why, sizeof(why));
 	if (rc == -2) {
 		logm(ET_LOG_ERR, "%s", why);
@@ -1416,21 +1404,27 @@ static int run(struct agent *a, const sigset_t *origmask)
 	} else if (start_registration(a, rc == 1 ? "no stored credentials (first start)" : why) < 0) {
 		return EXIT_CONFIG;
 	}
+	/* The MQTT or registration fd, the buses' eventfd, the control socket and its clients. */
+	fds = calloc(2 + et_ctl_pollfds_max(a->ctl), sizeof(*fds));
+	if (!fds) {
+		logm(ET_LOG_ERR, "out of memory");
+		return EXIT_INTERNAL;
+	}
 	a->wd_usec = et_sd_watchdog_usec();
 	et_sd_notify("READY=1");
 	logm(ET_LOG_INFO, "running");
 	while (!g_stop) {
-		int64_t now = mono_ms(), due, wake;
-		struct pollfd fds[2];
-		nfds_t nfds = 0;
+		int64_t now = mono_ms(), wake;
+		nfds_t nfds = 0, ctl_first;
 		struct timespec ts;
+		uint64_t lost;
 
-		due = et_poller_next_due_ms(a->poller, now);
-		if (due <= now) {
-			et_poller_run_due(a->poller, now, on_reading, a);
+		/* What the bus workers polled (never a wait: they queue, we take). */
+		if (et_buses_drain(a->buses, on_reading, a))
 			flush_readings(a);
-			now = mono_ms();
-		}
+		lost = et_buses_take_dropped(a->buses);
+		if (lost)
+			et_spool_count_dropped(a->spool, lost);
 		if (a->reg) {
 			uint8_t *blob = NULL;
 			size_t len = 0;
@@ -1448,7 +1442,7 @@ static int run(struct agent *a, const sigset_t *origmask)
 			a->next_wd_ms = now + (int64_t)(a->wd_usec / 2000);
 		}
 
-		wake = min64(et_poller_next_due_ms(a->poller, now), a->next_status_ms);
+		wake = min64(et_ctl_next_deadline(a->ctl), a->next_status_ms);
 		if (a->reg)
 			wake = min64(wake, et_reg_next_ms(a->reg));
 		if (a->wd_usec)
@@ -1460,8 +1454,9 @@ static int run(struct agent *a, const sigset_t *origmask)
 			fds[nfds++] = (struct pollfd){ .fd = et_reg_fd(a->reg), .events = POLLIN };
 		else if (a->mqtt)
 			fds[nfds++] = (struct pollfd){ .fd = et_mqtt_fd(a->mqtt), .events = POLLIN };
-		if (a->ctl_fd >= 0)
-			fds[nfds++] = (struct pollfd){ .fd = a->ctl_fd, .events = POLLIN };
+		fds[nfds++] = (struct pollfd){ .fd = et_buses_fd(a->buses), .events = POLLIN };
+		ctl_first = nfds;
+		nfds += et_ctl_pollfds(a->ctl, fds + nfds);
 		wake -= now;
 		if (wake < 0)
 			wake = 0;
@@ -1470,9 +1465,12 @@ static int run(struct agent *a, const sigset_t *origmask)
 		ts.tv_sec = wake / 1000;
 		ts.tv_nsec = (wake % 1000) * 1000000L;
 		rc = ppoll(fds, nfds, &ts, origmask);
-		if (rc > 0 && a->ctl_fd >= 0 && (fds[nfds - 1].revents & POLLIN))
-			ctl_accept(a);
+		if (rc < 0)
+			for (nfds_t i = 0; i < nfds; i++)
+				fds[i].revents = 0;
+		et_ctl_handle(a->ctl, fds + ctl_first, nfds - ctl_first, mono_ms());
 	}
+	free(fds);
 	logm(ET_LOG_INFO, "stopping");
 	et_sd_notify("STOPPING=1");
 	(void)err;
@@ -1488,7 +1486,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = ET_CFG_DEFAULT_PATH;
-	struct agent a = { .ctl_fd = -1 };
+	struct agent a = { 0 };
 	cJSON_Hooks hooks = { .malloc_fn = malloc, .free_fn = wiping_free };
 	struct rlimit no_core = { 0, 0 };
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -1630,19 +1628,14 @@ out:
 		et_mqtt_free(a.mqtt);
 	}
 	et_reg_free(a.reg);
-	if (a.ctl_fd >= 0) {
-		char path[4096];
-
-		close(a.ctl_fd);
-		snprintf(path, sizeof(path), "%s/%s", a.cfg->agent.data_dir, CTL_SOCKET);
-		unlink(path);
-	}
+	et_ctl_free(a.ctl);
+	/* Before the spool and settings: the workers are joined here and queue nothing more. */
+	et_buses_free(a.buses);
 	free_buf(&a);
 	free(a.buf);
 	free(a.infl);
 	free(a.ack_ranges);
 	free(a.rot_blob);
-	et_poller_free(a.poller);
 	et_settings_free(a.settings);
 	et_spool_free(a.spool);
 	free(a.pem);

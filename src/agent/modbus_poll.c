@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The Modbus poller on libmodbus 3.1: links (connections), poll groups (one per device) with
- * their request plan, the schedule, and the conversion of libmodbus errno values into quality
- * marks. libmodbus debug output stays off: the library prints only when modbus_set_debug is on.
+ * The Modbus poller: links (connections opened by libmodbus 3.1), poll groups (one per device)
+ * with their request plan, the schedule, and the turning of each transaction's verdict
+ * (modbus_txn.c frames and checks it) into a quality mark and a link decision. libmodbus
+ * debug output stays off: the library prints only when modbus_set_debug is on.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <modbus/modbus.h>
 
 #include "modbus_poll.h"
+#include "modbus_txn.h"
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
@@ -37,6 +39,10 @@ struct link {
 	unsigned failures;      /* consecutive failed connects */
 	unsigned timeouts;      /* consecutive timeouts */
 	int64_t retry_at_ms;    /* next connect attempt */
+	uint16_t tid;           /* last Modbus TCP transaction id sent */
+	bool bad_logged;        /* a refused answer was logged (until a good answer) */
+	bool down_logged;       /* a lost connection was logged (until a good answer) */
+	bool dirty;             /* serial line: flush before the next request */
 	char last_error[128];
 };
 
@@ -80,6 +86,8 @@ struct et_poller {
 	struct group *groups;
 	et_poller_log_fn log_fn;
 	void *log_ud;
+	et_poller_cancel_fn cancel_fn;
+	void *cancel_ud;
 	struct et_poller_stats stats;
 };
 
@@ -352,6 +360,14 @@ void et_poller_set_log(struct et_poller *p, et_poller_log_fn fn, void *userdata)
 	p->log_ud = userdata;
 }
 
+void et_poller_set_cancel(struct et_poller *p, et_poller_cancel_fn fn, void *userdata)
+{
+	if (!p)
+		return;
+	p->cancel_fn = fn;
+	p->cancel_ud = userdata;
+}
+
 void et_poller_free(struct et_poller *p)
 {
 	if (!p)
@@ -366,26 +382,18 @@ void et_poller_get_stats(const struct et_poller *p, struct et_poller_stats *ret)
 		*ret = p->stats;
 }
 
-static void set_timeouts(modbus_t *mb, uint32_t timeout_ms)
-{
-	/* libmodbus waits up to the byte timeout again for each later part of a frame; capping
-	 * it at timeout_ms keeps a truncated answer from costing more than about two timeouts
-	 * (libmodbus' default is 500 ms). */
-	uint32_t byte_ms = timeout_ms < 500 ? timeout_ms : 500;
-
-	modbus_set_response_timeout(mb, timeout_ms / 1000, (timeout_ms % 1000) * 1000);
-	modbus_set_byte_timeout(mb, byte_ms / 1000, (byte_ms % 1000) * 1000);
-}
-
 static void link_down(struct et_poller *p, struct link *l, const char *why, int64_t now_ms)
 {
 	if (l->mb)
 		modbus_close(l->mb);
-	if (l->connected)
+	/* Once until the device answers well again: a slave that trickles or forges every
+	 * answer costs a reconnect per poll, not a log line per poll. */
+	if (l->connected && !l->down_logged)
 		plog(p, ET_LOG_WARNING, "modbus %s%s%s: connection lost (%s); reconnecting",
 		     l->transport == ET_MB_TCP ? l->owner : l->device,
 		     l->transport == ET_MB_TCP ? " at " : "",
 		     l->transport == ET_MB_TCP ? l->host : "", why);
+	l->down_logged = l->down_logged || l->connected;
 	l->connected = false;
 	l->timeouts = 0;
 	l->retry_at_ms = now_ms; /* the first reconnect is immediate, then backoff */
@@ -416,8 +424,8 @@ static int link_up(struct et_poller *p, struct link *l, uint32_t timeout_ms, int
 		 * reconnecting stays ours (with backoff) rather than libmodbus' immediate retry. */
 		modbus_set_error_recovery(l->mb, MODBUS_ERROR_RECOVERY_PROTOCOL);
 	}
-	/* libmodbus bounds the TCP connect by the response timeout. */
-	set_timeouts(l->mb, timeout_ms);
+	/* libmodbus bounds the TCP connect by the response timeout (answers are ours). */
+	modbus_set_response_timeout(l->mb, timeout_ms / 1000, (timeout_ms % 1000) * 1000);
 	if (modbus_connect(l->mb) < 0) {
 		snprintf(l->last_error, sizeof(l->last_error), "%s", modbus_strerror(errno));
 		modbus_close(l->mb);
@@ -457,66 +465,77 @@ failed:
 	return -1;
 }
 
-/* One request; returns its quality and sets *ret_exc. Drops the link on connection errors. */
+/*
+ * One request, framed and checked by modbus_txn.c under one deadline of timeout_ms for the
+ * whole answer (libmodbus only opened the connection). Returns its quality and sets q->exc.
+ * Drops the link on connection errors and on a TCP answer whose framing cannot be trusted.
+ */
 static enum et_quality do_request(struct et_poller *p, struct group *g, struct req_rt *q,
 				  int64_t now_ms)
 {
-	modbus_t *mb = g->link->mb;
-	int rc, err;
+	struct link *l = g->link;
+	struct et_mb_txn t = {
+		.transport = l->transport,
+		.unit = (uint8_t)g->unit_id,
+		.tid = ++l->tid,
+		.r = q->r,
+	};
+	enum et_mb_verdict v;
+	int exc = 0;
 
 	p->stats.requests++;
-	errno = 0;
-	switch (q->r.table) {
-	case ET_MB_HOLDING:
-		rc = modbus_read_registers(mb, q->r.address, q->r.count, g->regs + q->data_off);
-		break;
-	case ET_MB_INPUT:
-		rc = modbus_read_input_registers(mb, q->r.address, q->r.count,
-						 g->regs + q->data_off);
-		break;
-	case ET_MB_COIL:
-		rc = modbus_read_bits(mb, q->r.address, q->r.count, g->bits + q->data_off);
-		break;
-	default:
-		rc = modbus_read_input_bits(mb, q->r.address, q->r.count, g->bits + q->data_off);
-		break;
+	if (l->dirty) {
+		modbus_flush(l->mb);
+		l->dirty = false;
 	}
-	if (rc == q->r.count) {
-		g->link->timeouts = 0;
+	v = et_mb_txn_run(modbus_get_socket(l->mb), &t, g->timeout_ms,
+			  g->regs + q->data_off, g->bits + q->data_off, &exc);
+	if (v == ET_MB_OK) {
+		l->timeouts = 0;
+		l->bad_logged = false;
+		l->down_logged = false;
 		return ET_Q_OK;
 	}
-	err = errno;
 	p->stats.failures++;
-	if (rc >= 0) {
-		/* libmodbus checked the byte count; a short answer is a protocol error. */
-		modbus_flush(mb);
-		return ET_Q_IO;
-	}
-	if (err > MODBUS_ENOBASE && err <= EMBXGTAR) {
-		q->exc = err - MODBUS_ENOBASE;
-		g->link->timeouts = 0;
+	switch (v) {
+	case ET_MB_EXCEPTION:
+		q->exc = exc;
+		l->timeouts = 0;
 		return ET_Q_EXCEPTION;
-	}
-	if (err == ETIMEDOUT) {
-		/* A late answer must not be taken for the next request's. */
-		modbus_flush(mb);
-		if (g->link->transport == ET_MB_TCP &&
-		    ++g->link->timeouts >= TCP_TIMEOUTS_BEFORE_RECONNECT)
-			link_down(p, g->link, "no answer", now_ms);
+	case ET_MB_TIMEOUT:
+		p->stats.timeouts++;
+		/* The rest of a trickled answer must not be taken for the next request's: TCP
+		 * drops a connection that is inside an answer (a flush cannot tell where the
+		 * trickle ends); a late whole answer is recognised by its transaction id. A serial
+		 * line is flushed before the next request. */
+		if (l->transport == ET_MB_TCP) {
+			if (t.got || ++l->timeouts >= TCP_TIMEOUTS_BEFORE_RECONNECT)
+				link_down(p, l, t.got ? "answer incomplete in time" : "no answer",
+					  now_ms);
+		} else {
+			l->dirty = true;
+		}
 		return ET_Q_TIMEOUT;
-	}
-	if (err == EMBBADCRC) {
-		modbus_flush(mb);
+	case ET_MB_IO:
+		link_down(p, l, "connection error", now_ms);
+		return ET_Q_IO;
+	case ET_MB_BAD_CRC:
+		p->stats.bad_answers++;
+		l->dirty = true;
 		return ET_Q_CRC;
-	}
-	if (err == EMBBADDATA || err == EMBBADEXC || err == EMBUNKEXC || err == EMBMDATA ||
-	    err == EMBBADSLAVE || err == EINVAL) {
-		modbus_flush(mb);
+	default:
+		p->stats.bad_answers++;
+		if (!l->bad_logged)
+			plog(p, ET_LOG_WARNING,
+			     "modbus %s: answer refused (%s); its readings are marked io", g->name,
+			     et_mb_verdict_name(v));
+		l->bad_logged = true;
+		if (l->transport == ET_MB_TCP)
+			link_down(p, l, et_mb_verdict_name(v), now_ms);
+		else
+			l->dirty = true;
 		return ET_Q_IO;
 	}
-	/* ECONNRESET, EPIPE, EBADF, EIO, ...: the connection itself is gone. */
-	link_down(p, g->link, modbus_strerror(err), now_ms);
-	return ET_Q_IO;
 }
 
 static void report(struct group *g, int64_t ts, et_reading_cb cb, void *userdata)
@@ -564,8 +583,6 @@ again:
 		g->reqs[i].exc = 0;
 	}
 	if (link_up(p, g->link, g->timeout_ms, now_ms) == 0) {
-		modbus_set_slave(g->link->mb, (int)g->unit_id);
-		set_timeouts(g->link->mb, g->timeout_ms);
 		for (size_t i = 0; i < g->n_reqs; i++) {
 			struct req_rt *q = &g->reqs[i];
 
@@ -627,6 +644,8 @@ int et_poller_run_due(struct et_poller *p, int64_t now_ms, et_reading_cb cb, voi
 
 		if (g->n_points == 0 || (g->scheduled && g->next_due_ms > now_ms))
 			continue;
+		if (p->cancel_fn && p->cancel_fn(p->cancel_ud))
+			break;
 		poll_group(p, g, now_ms, cb, userdata);
 		/* Keep the phase; after an overrun skip the missed cycles instead of bursting. */
 		g->next_due_ms = (g->scheduled ? g->next_due_ms : now_ms) + g->poll_ms;
@@ -656,17 +675,12 @@ int et_poller_set_poll_ms(struct et_poller *p, const char *device, unsigned poll
 	return ET_E_INVALID;
 }
 
-int et_poller_reconfigure(struct et_poller *p, const struct et_agent_config *cfg)
+/* Moves n's devices and maps into p, keeping p's open connections whose settings are unchanged
+ * and the schedule of devices that keep their name; empties n. */
+static void poller_merge(struct et_poller *p, struct et_poller *nn)
 {
-	struct et_poller n = {0};
-	int r;
+	struct et_poller n = *nn;
 
-	if (!p || !cfg)
-		return ET_E_INVALID;
-	r = poller_build(&n, cfg);
-	if (r < 0)
-		return r;
-	/* Keep open connections whose settings are unchanged. */
 	for (size_t i = 0; i < n.n_links; i++) {
 		struct link *nl = n.links[i];
 
@@ -694,6 +708,10 @@ int et_poller_reconfigure(struct et_poller *p, const struct et_agent_config *cfg
 			nl->failures = ol->failures;
 			nl->timeouts = ol->timeouts;
 			nl->retry_at_ms = ol->retry_at_ms;
+			nl->tid = ol->tid;
+			nl->dirty = ol->dirty;
+			nl->bad_logged = ol->bad_logged;
+			nl->down_logged = ol->down_logged;
 			ol->mb = NULL;
 			link_free(ol);
 			p->links[k] = NULL;
@@ -718,5 +736,27 @@ int et_poller_reconfigure(struct et_poller *p, const struct et_agent_config *cfg
 	p->links = n.links;
 	p->n_groups = n.n_groups;
 	p->groups = n.groups;
+	*nn = (struct et_poller){0};
+}
+
+int et_poller_reconfigure(struct et_poller *p, const struct et_agent_config *cfg)
+{
+	struct et_poller n = {0};
+	int r;
+
+	if (!p || !cfg)
+		return ET_E_INVALID;
+	r = poller_build(&n, cfg);
+	if (r < 0)
+		return r;
+	poller_merge(p, &n);
 	return 0;
+}
+
+void et_poller_adopt(struct et_poller *p, struct et_poller *n)
+{
+	if (!p || !n)
+		return;
+	poller_merge(p, n);
+	et_poller_free(n);
 }

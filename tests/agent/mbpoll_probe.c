@@ -172,10 +172,11 @@ int main(int argc, char **argv)
 	}
 	et_poller_get_stats(p, &st);
 	printf("{\"summary\":true,\"cycles\":%lu,\"readings\":%lu,\"ok\":%lu,\"requests\":%" PRIu64
-	       ",\"failures\":%" PRIu64 ",\"connects\":%" PRIu64 ",\"connect_failures\":%" PRIu64
+	       ",\"failures\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"bad_answers\":%" PRIu64
+	       ",\"connects\":%" PRIu64 ",\"connect_failures\":%" PRIu64
 	       ",\"elapsed_ms\":%" PRId64 "}\n",
-	       pr.cycle, pr.readings, pr.ok, st.requests, st.failures, st.connects,
-	       st.connect_failures, mono_ms() - start);
+	       pr.cycle, pr.readings, pr.ok, st.requests, st.failures, st.timeouts, st.bad_answers,
+	       st.connects, st.connect_failures, mono_ms() - start);
 	rc = 0;
 out:
 	et_poller_free(p);

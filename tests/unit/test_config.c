@@ -177,6 +177,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c->agent.serial_index, ET_NV_SERIAL_INDEX_DEFAULT);
 	assert_int_equal(c->agent.key_handle, ET_DEVICE_KEY_HANDLE_DEFAULT);
 	assert_int_equal(c->agent.log_level, ET_LOG_INFO);
+	assert_int_equal(c->agent.modbus_queue_max, ET_CFG_MODBUS_QUEUE_DEFAULT);
+	assert_int_equal(c->agent.control_clients_max, ET_CFG_CONTROL_CLIENTS_DEFAULT);
+	assert_int_equal(c->agent.control_timeout_ms, ET_CFG_CONTROL_TIMEOUT_DEFAULT_MS);
 	assert_string_equal(c->broker.host, "");
 	assert_int_equal(c->broker.port, 8883);
 	assert_string_equal(c->broker.bootstrap_username, "bootstrap");
@@ -240,6 +243,9 @@ static void test_errors(void **state)
 	expect_err("[agent]\ndata_dir = relative/path\n", 2, "absolute path");
 	expect_err("[agent]\nlog_level = verbose\n", 2, "valid: err, warning, info, debug");
 	expect_err("[agent]\nregister_backoff_max_s = 0\n", 2, "valid: 1..86400");
+	expect_err("[agent]\nmodbus_queue_max = 15\n", 2, "valid: 16..1000000");
+	expect_err("[agent]\ncontrol_clients_max = 65\n", 2, "valid: 1..64");
+	expect_err("[agent]\ncontrol_timeout_ms = 99\n", 2, "valid: 100..60000");
 	expect_err("[broker]\nport = 0\n", 2, "valid: 1..65535");
 	expect_err("[broker]\nport = 65536\n", 2, "valid: 1..65535");
 	expect_err("[broker]\nport = 99999999999999999999999\n", 2, "out of range");
