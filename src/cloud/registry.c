@@ -84,8 +84,13 @@ static const char *const migration_4[] = {
 	" PRIMARY KEY (serial, reason))",
 	NULL,
 };
+/* When each serial was last activated, in ms (activation.h). Rows from before: 0. */
+static const char *const migration_5[] = {
+	"ALTER TABLE devices ADD COLUMN activated_ms BIGINT NOT NULL DEFAULT 0",
+	NULL,
+};
 static const char *const *const migrations[] = { migration_1, migration_2, migration_3,
-						 migration_4 };
+						 migration_4, migration_5 };
 
 int64_t reg_now(void)
 {

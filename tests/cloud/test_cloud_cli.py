@@ -168,9 +168,15 @@ class CliTest(unittest.TestCase):
         self.assertEqual(p.returncode, EC_OK, p.err)
         with open(os.path.join(d, "mosquitto-edgetrust.conf")) as f:
             text = f.read()
-        self.assertNotIn("edgetrust_auth", text)
+        # the plugin is there in dynsec mode too, guarding client ids, retain and sizes only
+        lines = [l for l in text.splitlines() if l and not l.startswith("#")]
+        self.assertLess(lines.index("plugin_opt_accounts dynsec"),
+                        lines.index("plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"))
+        self.assertTrue(lines[lines.index("plugin_opt_accounts dynsec") - 1].endswith("edgetrust_auth.so"))
         self.assertNotIn("plugin_opt_registry", text)
-        self.assertIn("mosquitto_dynamic_security.so", text)
+        for limit in ("allow_zero_length_clientid false", "max_packet_size 1048576",
+                      "max_queued_messages 100000", "max_queued_bytes 268435456"):
+            self.assertIn(limit, lines)
         p = run([binary("edgetrust-cloud"), "init-broker", "--dir", d, "--accounts", "nope"])
         self.assertEqual(p.returncode, EC_USAGE)
         self.assertEqual(self.cli("serve", "--accounts", "both").returncode, EC_USAGE)

@@ -69,7 +69,7 @@ class PluginTest(unittest.TestCase):
             creds = dev.open(dev.register(c, status="accepted")["envelope"])
             d = c.mqtt(creds["username"], creds["password"], creds["client_id"])
             with open(c.cloud_password_file) as f:
-                cloud = mqtt_connect(c.broker_port, "edgetrust-cloud", f.read().strip(), "ctl")
+                cloud = mqtt_connect(c.broker_port, "edgetrust-cloud", f.read().strip(), "etcloud-ctl")
             boot = c.bootstrap("SN-PLG-B")
             try:
                 garbage = [b"", b"not json", b"[1,2]", b'{"kick": "SN-PLG"}',

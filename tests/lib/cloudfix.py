@@ -104,12 +104,15 @@ class CloudStack:
             self.db_url = self.pg.url
         else:
             self.db_url = self.tmp.join("registry.db")
-        extra = ""
-        env = None
+        # first, in both modes: it binds every login to its own client id and refuses retained
+        # and oversized publishes from devices and bootstrap; in registry mode it also answers
+        # for device logins. Everything else defers to dynamic security.
+        extra = f"plugin {edgetrust_plugin()}\n"
         if self.accounts_mode == "registry":
-            # first: device logins; everything else defers to dynamic security
-            extra = f"plugin {edgetrust_plugin()}\nplugin_opt_registry {self.db_url}\n"
-            env = plugin_env()
+            extra += f"plugin_opt_registry {self.db_url}\n"
+        else:
+            extra += "plugin_opt_accounts dynsec\n"
+        env = plugin_env()
         extra += (f"plugin {DYNSEC_PLUGIN}\n"
                   f"plugin_opt_config_file {self.broker_dir}/dynamic-security.json\n"
                   "max_queued_messages 200000\nmax_inflight_messages 1000\n" + self.broker_extra)
@@ -261,8 +264,21 @@ class CloudStack:
         """A connected paho MQTT v5 client (loop running) or raises ConnectionRefusedError."""
         return mqtt_connect(self.broker_port, username, password, client_id, timeout)
 
-    def bootstrap(self, client_id):
-        return self.mqtt("bootstrap", self.bootstrap_password, client_id)
+    def bootstrap(self, client_id=None):
+        """A bootstrap login. Its client id is always in the bootstrap namespace
+        (docs/protocol.md, "Client ids"): client_id is prefixed with BOOTSTRAP_ID_PREFIX unless
+        it has it (None: random)."""
+        return self.mqtt("bootstrap", self.bootstrap_password, bootstrap_id(client_id))
+
+
+BOOTSTRAP_ID_PREFIX = "etboot-"  # src/cloud/wire.h
+CLOUD_ID_PREFIX = "etcloud-"
+
+
+def bootstrap_id(name=None):
+    """A client id in the bootstrap login's namespace."""
+    name = name or os.urandom(8).hex()
+    return name if name.startswith(BOOTSTRAP_ID_PREFIX) else BOOTSTRAP_ID_PREFIX + name
 
 
 def mqtt_connect(port, username, password, client_id, timeout=10):
