@@ -870,7 +870,8 @@ static bool register_ignored(struct server *s, const char *serial, const struct 
 		cl_log(CL_INFO, "retained registration request on %.80s ignored", m->topic);
 	} else if (!warned) {
 		cl_log(CL_ERR, "registration request on %.80s ignored: it has no broker receive time "
-			       "(%s); load the edgetrust plugin into the broker (see init-broker)",
+			       "(%s): a last-will message, or a broker without the edgetrust plugin "
+			       "(load it as init-broker writes); logged once, counted always",
 		       m->topic, WIRE_RECEIVED_PROP);
 		warned = true;
 	}
