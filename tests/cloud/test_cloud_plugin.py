@@ -52,6 +52,9 @@ class PluginTest(unittest.TestCase):
                 ("plugin_opt_registry /nonexistent-et-dir/r.db\n", "/nonexistent-et-dir"),
                 (f"plugin_opt_registry {notdb}\n", "not a database"),
                 ("plugin_opt_registry postgresql://[::1/x\n", "invalid PostgreSQL URL"),
+                ("plugin_opt_accounts nope\n", "unknown option plugin_opt_accounts nope"),
+                (f"plugin_opt_accounts dynsec\nplugin_opt_registry {tmp.path}/r.db\n",
+                 "plugin_opt_registry is for plugin_opt_accounts registry"),
             ]
             for lines, msg in cases:
                 rc, log = start_broker(tmp, lines, dyn)
