@@ -15,16 +15,19 @@ int64_t reg_now_ms(void)
 int reg_activation_mark(reg *r, const char *serial)
 {
 	char b[24];
-	const char *p[] = { reg_i64(reg_now_ms(), b), serial };
-	return cdb_exec(r->db, "UPDATE devices SET activated_ms = CAST(? AS BIGINT) WHERE serial = ?",
-			2, p);
+	const char *p[] = { serial, reg_i64(reg_now_ms(), b) };
+
+	/* Same transaction as the device row, which activate holds locked: serve, which locks
+	 * that row before reading this one, sees both or neither. */
+	return cdb_exec(r->db, "INSERT INTO activations (serial, at_ms) VALUES (?, CAST(? AS BIGINT))"
+			       " ON CONFLICT (serial) DO UPDATE SET at_ms = excluded.at_ms", 2, p);
 }
 
 int reg_activation_ms(reg *r, const char *serial, int64_t *ret)
 {
 	cdb_rows *rows = NULL;
 	const char *p[] = { serial };
-	int rc = cdb_query(r->db, "SELECT activated_ms FROM devices WHERE serial = ?", 1, p, &rows);
+	int rc = cdb_query(r->db, "SELECT at_ms FROM activations WHERE serial = ?", 1, p, &rows);
 
 	if (rc != CDB_OK)
 		return rc;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * When the operator last activated each serial (column devices.activated_ms, migration 5), so
+ * When the operator last activated each serial (table activations, migration 5), so
  * that serve acts only on registration requests the broker received after it
  * (docs/protocol.md, "Registration happens after activation"). The broker plugin stamps every
  * request with its receive time (wire.h, WIRE_RECEIVED_PROP); a request queued for serve, or
@@ -17,7 +17,7 @@
 int64_t reg_now_ms(void);
 /* Records that serial was activated now; in the caller's transaction. */
 int reg_activation_mark(reg *r, const char *serial);
-/* The last activation time (0 = before migration 5 or never); REG_NOTFOUND without a row. */
+/* The last activation time; REG_NOTFOUND (and 0) for a serial last activated before migration 5. */
 int reg_activation_ms(reg *r, const char *serial, int64_t *ret);
 
 #endif

@@ -84,9 +84,9 @@ static const char *const migration_4[] = {
 	" PRIMARY KEY (serial, reason))",
 	NULL,
 };
-/* When each serial was last activated, in ms (activation.h). Rows from before: 0. */
+/* When each serial was last activated, in ms (activation.h); serials activated before: none. */
 static const char *const migration_5[] = {
-	"ALTER TABLE devices ADD COLUMN activated_ms BIGINT NOT NULL DEFAULT 0",
+	"CREATE TABLE activations (serial TEXT PRIMARY KEY, at_ms BIGINT NOT NULL)",
 	NULL,
 };
 static const char *const *const migrations[] = { migration_1, migration_2, migration_3,
