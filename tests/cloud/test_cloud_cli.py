@@ -182,12 +182,15 @@ class CliTest(unittest.TestCase):
         self.assertEqual(self.cli("serve", "--accounts", "both").returncode, EC_USAGE)
 
     def test_reserved_serials(self):
-        """A device named like a broker login would shadow it: activate refuses."""
-        for name in ("bootstrap", "edgetrust-cloud"):
+        """A device named like a broker login would shadow it, one in the bootstrap's or the
+        cloud's client-id namespace could take their ids: activate refuses."""
+        for name in ("bootstrap", "edgetrust-cloud", "etboot-x", "etcloud-i0", "ETCloud-i0"):
             p = self.cli("activate", name)
             self.assertEqual(p.returncode, EC_INPUT, p.err)
             self.assertIn("reserved", p.err)
         self.assertEqual(self.cli("show", "bootstrap").returncode, EC_NOT_FOUND)
+        self.assertEqual(self.cli("show", "etcloud-i0").returncode, EC_NOT_FOUND)
+        self.assertEqual(self.cli("activate", "etcloud").returncode, 0)  # no prefix: a serial
 
     def test_serve_bad_password_file(self):
         p = run([binary("edgetrust-cloud"), "serve", "--db", self.url, "--broker-password-file",
