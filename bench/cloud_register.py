@@ -130,7 +130,7 @@ def run_case(name, db, instances, devices, keys, conns, repeat, to_pending=False
         clients = []
         groups = [devs[i::conns] for i in range(conns)]
         for gi, group in enumerate(groups):
-            cl = mqtt_connect(c.broker_port, "bootstrap", boot_pw, f"bench-{gi}")
+            cl = mqtt_connect(c.broker_port, "bootstrap", boot_pw, f"etboot-bench-{gi}")
 
             def on_message(client, ud, msg):
                 d = json.loads(msg.payload)

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <tss2/tss2_rc.h>
 #include <tss2/tss2_mu.h>
@@ -95,6 +96,13 @@ int et_serial_validate(const char *serial)
 			if (strcmp(serial, reserved_serials[i]) == 0)
 				snprintf(why, sizeof(why), "it is the name of one of the cloud's broker "
 					 "logins");
+		if (!why[0] && (!strncasecmp(serial, ET_CLIENT_ID_PREFIX_BOOTSTRAP,
+					     strlen(ET_CLIENT_ID_PREFIX_BOOTSTRAP)) ||
+				!strncasecmp(serial, ET_CLIENT_ID_PREFIX_CLOUD,
+					     strlen(ET_CLIENT_ID_PREFIX_CLOUD))))
+			snprintf(why, sizeof(why), "it begins with a client-id prefix reserved for the "
+				 "broker logins (" ET_CLIENT_ID_PREFIX_BOOTSTRAP ", "
+				 ET_CLIENT_ID_PREFIX_CLOUD ")");
 	}
 	if (!why[0])
 		return 0;

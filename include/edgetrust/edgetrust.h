@@ -214,10 +214,15 @@ ET_EXPORT int et_serial_clear(et_ctx *ctx, uint32_t nv_index, const uint8_t *own
 /* Broker logins of the cloud itself; never a device's serial. */
 #define ET_LOGIN_BOOTSTRAP "bootstrap"
 #define ET_LOGIN_CLOUD "edgetrust-cloud"
+/* Client-id namespaces of those logins (docs/protocol.md, "Client ids"); a device's client id
+ * is its serial, so no serial may begin with one of these (compared without case). */
+#define ET_CLIENT_ID_PREFIX_BOOTSTRAP "etboot-"
+#define ET_CLIENT_ID_PREFIX_CLOUD "etcloud-"
 /*
  * Validates a serial, the one rule for the CLI, the agent and the cloud: 1..ET_SERIAL_MAX
  * bytes of [A-Za-z0-9._-], the first a letter or digit (so it never reads as an option or a
- * "." / ".." path), and not ET_LOGIN_BOOTSTRAP nor ET_LOGIN_CLOUD. 0 or ET_E_INVALID with one
+ * "." / ".." path), not ET_LOGIN_BOOTSTRAP nor ET_LOGIN_CLOUD, and not beginning with an
+ * ET_CLIENT_ID_PREFIX_* (any case). 0 or ET_E_INVALID with one
  * message stating the rule and what broke it.
  */
 ET_EXPORT int et_serial_validate(const char *serial);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "register.h"
+#include "../cloud/wire.h" /* client-id namespaces shared with the cloud and broker */
 #include "tpmjob.h"
 
 void et_creds_clear(struct et_creds *c)
@@ -174,8 +175,20 @@ int et_reg_new(const struct et_reg_params *p, struct et_reg **ret, char *errbuf,
 		snprintf(r->nonce + 2 * i, 3, "%02x", rnd[i]);
 	r->seed = (unsigned)rnd[0] << 8 | rnd[1];
 	r->backoff_ms = 2000;
-	o.client_id = p->serial;
-	o.persistent = false;
+	/* The bootstrap login's own namespace (docs/protocol.md, "Client ids"): the broker refuses
+	 * it any other id, so it can never take over the device's session (serial) or the cloud's.
+	 * Random, so two devices registering at once do not kick each other. */
+	char client_id[sizeof(WIRE_BOOTSTRAP_ID_PREFIX) + 32];
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
+		snprintf(errbuf, errlen, "getrandom failed");
+		et_reg_free(r);
+		return -1;
+	}
+	memcpy(client_id, WIRE_BOOTSTRAP_ID_PREFIX, sizeof(WIRE_BOOTSTRAP_ID_PREFIX) - 1);
+	for (i = 0; i < 16; i++)
+		snprintf(client_id + sizeof(WIRE_BOOTSTRAP_ID_PREFIX) - 1 + 2 * i, 3, "%02x", rnd[i]);
+	o.client_id = client_id;
+	o.persistent = false; /* the broker refuses a bootstrap login that asks for a session */
 	o.will_topic = NULL;
 	o.subs[0] = r->topic_reply;
 	o.subs[1] = NULL;

@@ -109,3 +109,48 @@ bool acct_device_allowed(const char *serial, const char *topic, enum acct_access
 	 * characters (proto_serial_ok), so a filter with this literal prefix stays inside it. */
 	return true;
 }
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+	return !strncmp(s, prefix, strlen(prefix));
+}
+
+bool acct_client_id_ok(const char *username, const char *client_id, const char *cloud_user,
+		       const char *bootstrap_user)
+{
+	if (!username || !client_id || !*client_id)
+		return false;
+	if (cloud_user && !strcmp(username, cloud_user))
+		return has_prefix(client_id, WIRE_CLOUD_ID_PREFIX) &&
+		       client_id[strlen(WIRE_CLOUD_ID_PREFIX)];
+	if (bootstrap_user && !strcmp(username, bootstrap_user))
+		return has_prefix(client_id, WIRE_BOOTSTRAP_ID_PREFIX) &&
+		       client_id[strlen(WIRE_BOOTSTRAP_ID_PREFIX)];
+	return !strcmp(username, client_id) && !wire_reserved_id(client_id);
+}
+
+size_t acct_payload_limit(const char *topic)
+{
+	const char *rest;
+	size_t tl = strlen(topic);
+
+	if (has_prefix(topic, "$CONTROL/"))
+		return 0;
+	/* et/v1/<serial>/register: a registration request */
+	if (has_prefix(topic, "et/v1/") && tl > 15 && !strcmp(topic + tl - 9, "/register") &&
+	    (rest = strchr(topic + 6, '/')) && rest == topic + tl - 9)
+		return PROTO_MAX_REGISTER;
+	return PROTO_MAX_PAYLOAD;
+}
+
+bool acct_retain_allowed(const char *serial, const char *topic)
+{
+	size_t sl;
+
+	if (!serial)
+		return false;
+	sl = strlen(serial);
+	if (strncmp(topic, "et/v1/", 6) || strncmp(topic + 6, serial, sl) || topic[6 + sl] != '/')
+		return false;
+	return !strcmp(topic + 7 + sl, "status") || !strcmp(topic + 7 + sl, "settings/reported");
+}

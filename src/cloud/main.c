@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "activation.h"
+#include "brokerconf.h"
 #include "config.h"
 #include "dynsec.h"
 #include "edgetrust/edgetrust.h"
@@ -258,6 +260,11 @@ static int activate_one(reg *r, const char *serial, int64_t dur)
 			goto out;
 		}
 	} else {
+		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
+		ec = EC_DB;
+		goto out;
+	}
+	if (reg_activation_mark(r, serial) != CDB_OK) {
 		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
 		ec = EC_DB;
 		goto out;
@@ -861,46 +868,36 @@ static int cmd_init_broker(struct args *a)
 		if ((ec = write_file_0600(path, data[i], a->force)))
 			goto out;
 	}
-	char conf[16384], regplug[8192] = "", dbabs[4096];
-	if (a->serve.accounts == ACCOUNTS_REGISTRY) {
+	char dbabs[4096], *conf = NULL;
+	if (a->serve.accounts == ACCOUNTS_REGISTRY &&
+	    strncmp(a->db, "postgresql://", 13) && strncmp(a->db, "postgres://", 11) &&
+	    a->db[0] != '/') {
 		/* mosquitto runs elsewhere: a relative SQLite path would name another file there */
-		if (strncmp(a->db, "postgresql://", 13) && strncmp(a->db, "postgres://", 11) &&
-		    a->db[0] != '/') {
-			char cwd[2048];
-			if (!getcwd(cwd, sizeof(cwd))) {
-				cl_log(CL_ERR, "cannot resolve --db %s: %s", a->db, strerror(errno));
-				ec = EC_FILE;
-				goto out;
-			}
-			snprintf(dbabs, sizeof(dbabs), "%s/%s", cwd, a->db);
-			a->db = dbabs;
-		}
-		if (strchr(a->db, '\n') || strchr(a->plugin, '\n')) {
-			cl_log(CL_ERR, "--db and --plugin must be one line each");
-			ec = EC_INPUT;
+		char cwd[2048];
+		if (!getcwd(cwd, sizeof(cwd))) {
+			cl_log(CL_ERR, "cannot resolve --db %s: %s", a->db, strerror(errno));
+			ec = EC_FILE;
 			goto out;
 		}
-		/* First: it answers for device logins and defers everything else to dynamic
-		 * security (mosquitto asks plugins in the order they are configured). */
-		snprintf(regplug, sizeof(regplug),
-			 "# device logins: edgetrust plugin, reading the registry (serve --accounts registry)\n"
-			 "plugin %s\n"
-			 "plugin_opt_registry %s\n"
-			 "# the cloud, bootstrap and admin logins: dynamic security\n",
-			 a->plugin, a->db);
+		snprintf(dbabs, sizeof(dbabs), "%s/%s", cwd, a->db);
+		a->db = dbabs;
 	}
-	snprintf(conf, sizeof(conf),
-		 "# mosquitto configuration lines for edgetrust (include from mosquitto.conf)\n"
-		 "per_listener_settings false\n"
-		 "allow_anonymous false\n"
-		 "%s"
-		 "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\n"
-		 "plugin_opt_config_file %s/dynamic-security.json\n"
-		 "# registration bursts: let the cloud's queue grow instead of dropping requests\n"
-		 "max_queued_messages 100000\n",
-		 regplug, a->dir);
+	if ((a->serve.accounts == ACCOUNTS_REGISTRY && strchr(a->db, '\n')) || strchr(a->plugin, '\n')) {
+		cl_log(CL_ERR, "--db and --plugin must be one line each");
+		ec = EC_INPUT;
+		goto out;
+	}
+	/* The edgetrust plugin first in both modes (mosquitto asks plugins in configuration
+	 * order): it guards client ids, retained messages and sizes for every login. */
+	if (!(conf = brokerconf_render(a->serve.accounts == ACCOUNTS_REGISTRY, a->plugin, a->db,
+				       a->dir))) {
+		ec = EC_FAILURE;
+		goto out;
+	}
 	snprintf(path, sizeof(path), "%s/mosquitto-edgetrust.conf", a->dir);
-	if ((ec = write_file_0600(path, conf, a->force)))
+	ec = write_file_0600(path, conf, a->force);
+	free(conf);
+	if (ec)
 		goto out;
 	printf("%s/dynamic-security.json\n%s/cloud.password\n%s/bootstrap.password\n%s\n", a->dir,
 	       a->dir, a->dir, path);

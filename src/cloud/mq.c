@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "mq.h"
+#include "wire.h"
 
 #define DYNSEC_TOPIC "$CONTROL/dynamic-security/v1"
 #define DYNSEC_RESPONSE DYNSEC_TOPIC "/response"
@@ -99,13 +100,38 @@ static void dynsec_answer(struct mq *q, const char *payload, size_t len)
 	cJSON_Delete(root);
 }
 
+/* The broker plugin's receive time of a registration request: the last WIRE_RECEIVED_PROP
+ * (the plugin removes any the client sent), 0 when absent or malformed. */
+static int64_t received_ms(const mosquitto_property *props)
+{
+	const mosquitto_property *p = props;
+	int64_t ms = 0;
+	bool skip = false;
+
+	for (;;) {
+		char *name = NULL, *value = NULL;
+		p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, skip);
+		if (!p)
+			break;
+		skip = true;
+		if (name && value && !strcmp(name, WIRE_RECEIVED_PROP)) {
+			char *end;
+			errno = 0;
+			long long v = strtoll(value, &end, 10);
+			ms = errno || *end || end == value || v <= 0 ? 0 : (int64_t)v;
+		}
+		free(name);
+		free(value);
+	}
+	return ms;
+}
+
 static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
 		       const mosquitto_property *props)
 {
 	struct mq *q = obj;
 	struct mq_msg *n;
 	(void)m;
-	(void)props;
 
 	if (!strcmp(msg->topic, DYNSEC_RESPONSE)) {
 		if (q->expect)
@@ -122,6 +148,8 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 	memcpy(n->payload, msg->payload, (size_t)msg->payloadlen);
 	n->payload[msg->payloadlen] = '\0';
 	n->len = (size_t)msg->payloadlen;
+	n->retained = msg->retain;
+	n->received_ms = received_ms(props);
 	if (q->tail)
 		q->tail->next = n;
 	else

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "edgetrust/edgetrust.h"
 
@@ -20,6 +21,8 @@ struct mq_msg {
 	char *topic;
 	char *payload; /* NUL-terminated copy (the NUL is not counted in len) */
 	size_t len;
+	bool retained;       /* delivered from the broker's retained store, not as it was sent */
+	int64_t received_ms; /* the broker plugin's receive time (WIRE_RECEIVED_PROP), 0 if absent */
 };
 void mq_msg_free(struct mq_msg *m);
 

@@ -11,9 +11,8 @@
 #include <stdint.h>
 
 #include "edgetrust/edgetrust.h"
+#include "wire.h" /* PROTO_MAX_PAYLOAD, PROTO_MAX_REGISTER */
 
-#define PROTO_MAX_PAYLOAD (64 * 1024)
-#define PROTO_MAX_REGISTER (16 * 1024)
 #define PROTO_MAX_RECORDS 500
 
 bool proto_serial_ok(const char *s);

@@ -18,6 +18,8 @@
 #define RF_REGISTER_BAD "register-invalid"       /* a registration that fails validation */
 #define RF_REGISTER_STATE "register-state"       /* registration for a serial not activated */
 #define RF_REGISTER_RETAINED "register-retained" /* a retained (replayed) registration */
+#define RF_REGISTER_STALE "register-stale"       /* received before the serial's activation */
+#define RF_REGISTER_UNSTAMPED "register-unstamped" /* no broker receive time (plugin missing) */
 #define RF_REKEY_LIMIT "rekey-limit"             /* more candidate keys than allowed */
 #define RF_TELEMETRY_BAD "telemetry-invalid"     /* a message or record that fails validation */
 #define RF_TELEMETRY_RATE "telemetry-rate"       /* over the per-device rate limit */

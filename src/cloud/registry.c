@@ -84,8 +84,13 @@ static const char *const migration_4[] = {
 	" PRIMARY KEY (serial, reason))",
 	NULL,
 };
+/* When each serial was last activated, in ms (activation.h); serials activated before: none. */
+static const char *const migration_5[] = {
+	"CREATE TABLE activations (serial TEXT PRIMARY KEY, at_ms BIGINT NOT NULL)",
+	NULL,
+};
 static const char *const *const migrations[] = { migration_1, migration_2, migration_3,
-						 migration_4 };
+						 migration_4, migration_5 };
 
 int64_t reg_now(void)
 {

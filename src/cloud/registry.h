@@ -12,7 +12,7 @@
 
 #include "db.h"
 
-#define REG_SCHEMA_VERSION 4
+#define REG_SCHEMA_VERSION 5
 
 enum { REG_NOTFOUND = 1 };
 

@@ -31,12 +31,14 @@
 #include <unistd.h>
 
 #include "acct.h"
+#include "activation.h"
 #include "dynsec.h"
 #include "edgetrust/edgetrust.h"
 #include "exitcodes.h"
 #include "log.h"
 #include "mq.h"
 #include "proto.h"
+#include "refusal.h"
 #include "registry.h"
 #include "serve.h"
 
@@ -65,6 +67,7 @@ struct item {
 	enum item_kind kind;
 	char serial[65];
 	struct reg_req req;     /* IT_REGISTER */
+	int64_t received_ms;    /* IT_REGISTER: when the broker received it (WIRE_RECEIVED_PROP) */
 	struct device dev;
 	bool have_dev;
 	/* outcome */
@@ -540,6 +543,29 @@ static int cmp_item(const void *a, const void *b)
 
 /* One transaction over items with distinct serials (sorted, so instances lock rows in the same
  * order and cannot deadlock each other). */
+/* A request the broker received before the serial's (last) activation is never acted on, however
+ * late serve sees it: planted before `activate`, or queued in serve's session while it was away
+ * (docs/protocol.md, "Registration happens after activation"). Read under the row lock, so an
+ * activation cannot slip in between this check and the decision. No reply: the device sends
+ * its request again. */
+static bool register_stale(struct server *s, struct item *it)
+{
+	int64_t act = 0;
+	int rc = reg_activation_ms(s->r, it->serial, &act);
+
+	if (rc == REG_NOTFOUND || (rc == CDB_OK && it->received_ms >= act))
+		return false;
+	if (rc == CDB_OK) {
+		cl_log(CL_INFO, "%s: ignored a registration request received %" PRId64 " ms before the "
+				"serial's activation", it->serial, act - it->received_ms);
+		reg_refusal_add(s->r, it->serial, RF_REGISTER_STALE, 1);
+	} else {
+		cl_log(CL_ERR, "database: %s; registration request of %s ignored", cdb_errmsg(s->r->db),
+		       it->serial);
+	}
+	return true;
+}
+
 static int process_round(struct server *s, struct item *items, size_t n)
 {
 	int64_t now = reg_now();
@@ -557,8 +583,10 @@ static int process_round(struct server *s, struct item *items, size_t n)
 		if (rc < 0)
 			goto dberr;
 		it->have_dev = rc == CDB_OK;
-		if (it->kind == IT_REGISTER)
-			decide_register(s, it, now);
+		if (it->kind == IT_REGISTER) {
+			if (!register_stale(s, it))
+				decide_register(s, it, now);
+		}
 		else if (it->have_dev)
 			decide_work(s, it);
 		if (it->issue && seal_item(s, it) < 0)
@@ -828,6 +856,30 @@ static void publish_ack(const char *serial, const char *json, size_t len, void *
 	mq_publish(s->mq, topic, json, len, 1, true);
 }
 
+/* Registration requests serve never acts on: retained ones (replayed by the broker at every
+ * subscribe, whoever planted them) and ones without the broker plugin's receive time (a broker
+ * without the plugin: the request's age is unknown). Counted, not answered. */
+static bool register_ignored(struct server *s, const char *serial, const struct mq_msg *m)
+{
+	static bool warned;
+	const char *why = m->retained ? RF_REGISTER_RETAINED : !m->received_ms ? RF_REGISTER_UNSTAMPED : NULL;
+
+	if (!why)
+		return false;
+	if (m->retained) {
+		cl_log(CL_INFO, "retained registration request on %.80s ignored", m->topic);
+	} else if (!warned) {
+		cl_log(CL_ERR, "registration request on %.80s ignored: it has no broker receive time "
+			       "(%s): a last-will message, or a broker without the edgetrust plugin "
+			       "(load it as init-broker writes); logged once, counted always",
+		       m->topic, WIRE_RECEIVED_PROP);
+		warned = true;
+	}
+	if (reg_refusal_add(s->r, serial, why, 1) != CDB_OK)
+		cl_log(CL_ERR, "database: %s", cdb_errmsg(s->r->db));
+	return true;
+}
+
 static void handle_messages(struct server *s, struct mq_msg *msgs)
 {
 	size_t n = 0, cap = 0;
@@ -845,6 +897,8 @@ static void handle_messages(struct server *s, struct mq_msg *msgs)
 		if (!strcmp(rest, "register")) {
 			struct reg_req req;
 			s->registrations++;
+			if (register_ignored(s, serial, m))
+				continue;
 			if (proto_parse_register(serial, m->payload, m->len, &req, reason, sizeof(reason)) < 0) {
 				refuse_now(s, serial, reason, m->topic);
 				continue;
@@ -863,6 +917,7 @@ static void handle_messages(struct server *s, struct mq_msg *msgs)
 			items[n].kind = IT_REGISTER;
 			snprintf(items[n].serial, sizeof(items[n].serial), "%s", serial);
 			items[n].req = req;
+			items[n].received_ms = m->received_ms;
 			n++;
 		} else if (!strcmp(rest, "telemetry") || !strcmp(rest, "status") ||
 			   !strcmp(rest, "settings/reported")) {

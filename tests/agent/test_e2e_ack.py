@@ -108,7 +108,7 @@ class E2EAck(unittest.TestCase):
         # reason: had the foreign one been taken, readings not yet stored would be deleted.
         with open(self.stack.cloud_password_file) as f:
             cloud = cloudfix.mqtt_connect(self.stack.broker_port, "edgetrust-cloud",
-                                          f.read().strip(), "test-bad-acks")
+                                          f.read().strip(), "etcloud-test-bad-acks")
         try:
             t = f"et/v1/{serial}/telemetry/ack"
             for body in (b'{"v":1,"serial":"SN-OTHER","ranges":[[1,1000000]]}',

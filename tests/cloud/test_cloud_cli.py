@@ -168,21 +168,30 @@ class CliTest(unittest.TestCase):
         self.assertEqual(p.returncode, EC_OK, p.err)
         with open(os.path.join(d, "mosquitto-edgetrust.conf")) as f:
             text = f.read()
-        self.assertNotIn("edgetrust_auth", text)
+        # the plugin is there in dynsec mode too, guarding client ids, retain and sizes only
+        lines = [l for l in text.splitlines() if l and not l.startswith("#")]
+        self.assertLess(lines.index("plugin_opt_accounts dynsec"),
+                        lines.index("plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"))
+        self.assertTrue(lines[lines.index("plugin_opt_accounts dynsec") - 1].endswith("edgetrust_auth.so"))
         self.assertNotIn("plugin_opt_registry", text)
-        self.assertIn("mosquitto_dynamic_security.so", text)
+        for limit in ("allow_zero_length_clientid false", "max_packet_size 1048576",
+                      "max_queued_messages 100000", "max_queued_bytes 268435456"):
+            self.assertIn(limit, lines)
         p = run([binary("edgetrust-cloud"), "init-broker", "--dir", d, "--accounts", "nope"])
         self.assertEqual(p.returncode, EC_USAGE)
         self.assertEqual(self.cli("serve", "--accounts", "both").returncode, EC_USAGE)
 
     def test_reserved_serials(self):
-        """A device named like a broker login would shadow it: activate refuses."""
-        for name in ("bootstrap", "edgetrust-cloud"):
+        """A device named like a broker login would shadow it, one in the bootstrap's or the
+        cloud's client-id namespace could take their ids: activate refuses."""
+        for name in ("bootstrap", "edgetrust-cloud", "etboot-x", "etcloud-i0", "ETCloud-i0"):
             p = self.cli("activate", name)
             self.assertEqual(p.returncode, EC_INPUT, p.err)
             self.assertIn("broker logins", p.err)
         # Not a serial at all (et_serial_validate), so never in the registry either.
         self.assertEqual(self.cli("show", "bootstrap").returncode, EC_INPUT)
+        self.assertEqual(self.cli("show", "etcloud-i0").returncode, EC_INPUT)
+        self.assertEqual(self.cli("activate", "etcloud").returncode, 0)  # no prefix: a serial
 
     def test_serve_bad_password_file(self):
         p = run([binary("edgetrust-cloud"), "serve", "--db", self.url, "--broker-password-file",

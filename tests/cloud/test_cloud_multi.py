@@ -23,7 +23,7 @@ class MultiInstanceTest(unittest.TestCase):
             self.assertEqual(c.cli("activate", *[d.serial for d in devs]).returncode, 0)
             replies = {}
             lock = threading.Lock()
-            cl = mqtt_connect(c.broker_port, "bootstrap", c.bootstrap_password, "multi-test")
+            cl = mqtt_connect(c.broker_port, "bootstrap", c.bootstrap_password, "etboot-multi-test")
 
             def on_message(client, ud, msg):
                 d = json.loads(msg.payload)

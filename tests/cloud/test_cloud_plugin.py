@@ -52,6 +52,9 @@ class PluginTest(unittest.TestCase):
                 ("plugin_opt_registry /nonexistent-et-dir/r.db\n", "/nonexistent-et-dir"),
                 (f"plugin_opt_registry {notdb}\n", "not a database"),
                 ("plugin_opt_registry postgresql://[::1/x\n", "invalid PostgreSQL URL"),
+                ("plugin_opt_accounts nope\n", "unknown option plugin_opt_accounts nope"),
+                (f"plugin_opt_accounts dynsec\nplugin_opt_registry {tmp.path}/r.db\n",
+                 "plugin_opt_registry is for plugin_opt_accounts registry"),
             ]
             for lines, msg in cases:
                 rc, log = start_broker(tmp, lines, dyn)
@@ -69,13 +72,16 @@ class PluginTest(unittest.TestCase):
             creds = dev.open(dev.register(c, status="accepted")["envelope"])
             d = c.mqtt(creds["username"], creds["password"], creds["client_id"])
             with open(c.cloud_password_file) as f:
-                cloud = mqtt_connect(c.broker_port, "edgetrust-cloud", f.read().strip(), "ctl")
+                cloud = mqtt_connect(c.broker_port, "edgetrust-cloud", f.read().strip(), "etcloud-ctl")
             boot = c.bootstrap("SN-PLG-B")
             try:
                 garbage = [b"", b"not json", b"[1,2]", b'{"kick": "SN-PLG"}',
                            b'{"v":1,"kick":[null, 5, {}, "#", "+", "", "bootstrap",'
                            b' "edgetrust-cloud", "' + b"x" * 100 + b'"]}',
-                           b"\xff\xfe\x00garbage", b"{" * 5000, b"x" * (2 * 1024 * 1024)]
+                           b"\xff\xfe\x00garbage", b"{" * 5000,
+                           # just under init-broker's max_packet_size (1 MiB): a larger packet
+                           # ends the sender's connection (tests/adversary/test_broker.py)
+                           b"x" * (1024 * 1024 - 100)]
                 for g in garbage:
                     cloud.publish("$CONTROL/edgetrust/v1", g, qos=1).wait_for_publish(10)
                 # the bootstrap login and the device itself may not kick anyone

@@ -113,7 +113,7 @@ class RegisterTest(unittest.TestCase):
         b = self.login(cb)
         # the cloud's login sees every device topic: our witness of what reached the broker
         with open(self.c.cloud_password_file) as f:
-            spy = mqtt_connect(self.c.broker_port, "edgetrust-cloud", f.read().strip(), "spy")
+            spy = mqtt_connect(self.c.broker_port, "edgetrust-cloud", f.read().strip(), "etcloud-spy")
         self.clients.append(spy)
         self.assertTrue(subscribe_granted(spy, "et/v1/#"))
         self.assertTrue(subscribe_granted(b, "et/v1/SN-ISO-B/#"))
@@ -356,7 +356,7 @@ class RegisterTest(unittest.TestCase):
             self.assertLessEqual(acked, set(range(1, 7)))
         # retained: whoever subscribes later (a reconnecting device) gets the latest ack at once
         with open(self.c.cloud_password_file) as f:
-            late = mqtt_connect(self.c.broker_port, "edgetrust-cloud", f.read().strip(), "late")
+            late = mqtt_connect(self.c.broker_port, "edgetrust-cloud", f.read().strip(), "etcloud-late")
         self.clients.append(late)
         self.assertTrue(subscribe_granted(late, "et/v1/SN-TEL/telemetry/ack"))
         m = wait_message(late, "et/v1/SN-TEL/telemetry/ack", 10)

@@ -104,15 +104,25 @@ class CloudStack:
             self.db_url = self.pg.url
         else:
             self.db_url = self.tmp.join("registry.db")
-        extra = ""
-        env = None
+        # first, in both modes: it binds every login to its own client id and refuses retained
+        # and oversized publishes from devices and bootstrap; in registry mode it also answers
+        # for device logins. Everything else defers to dynamic security.
+        # (ET_CLOUDFIX_DYNSEC_PLUGIN=0: dynsec mode without it, as before the plugin had that
+        # mode; only for negative controls against old code)
+        extra = f"plugin {edgetrust_plugin()}\n"
         if self.accounts_mode == "registry":
-            # first: device logins; everything else defers to dynamic security
-            extra = f"plugin {edgetrust_plugin()}\nplugin_opt_registry {self.db_url}\n"
-            env = plugin_env()
+            extra += f"plugin_opt_registry {self.db_url}\n"
+        elif os.environ.get("ET_CLOUDFIX_DYNSEC_PLUGIN") != "0":
+            extra += "plugin_opt_accounts dynsec\n"
+        else:
+            extra = ""
+        env = plugin_env()
         extra += (f"plugin {DYNSEC_PLUGIN}\n"
-                  f"plugin_opt_config_file {self.broker_dir}/dynamic-security.json\n"
-                  "max_queued_messages 200000\nmax_inflight_messages 1000\n" + self.broker_extra)
+                  f"plugin_opt_config_file {self.broker_dir}/dynamic-security.json\n")
+        # the limits init-broker writes (max_packet_size, max_queued_*, ...), then ours
+        with open(os.path.join(self.broker_dir, "mosquitto-edgetrust.conf")) as f:
+            extra += "".join(l for l in f if l.startswith(("max_", "allow_zero_length_clientid")))
+        extra += "max_queued_messages 200000\nmax_inflight_messages 1000\n" + self.broker_extra
         self.mqtt_broker = Mosquitto(extra=extra, tmp=TempDir("et-mqtt-"), env=env).start()
         if self.start_serve_flag:
             for i in range(self.instances):
@@ -257,15 +267,29 @@ class CloudStack:
                 if u not in ("edgetrust-cloud", "bootstrap")}
 
     # --- MQTT helpers ----------------------------------------------------------------------
-    def mqtt(self, username, password, client_id, timeout=10):
+    def mqtt(self, username, password, client_id, timeout=10, clean_start=True):
         """A connected paho MQTT v5 client (loop running) or raises ConnectionRefusedError."""
-        return mqtt_connect(self.broker_port, username, password, client_id, timeout)
+        return mqtt_connect(self.broker_port, username, password, client_id, timeout,
+                            clean_start=clean_start)
 
-    def bootstrap(self, client_id):
-        return self.mqtt("bootstrap", self.bootstrap_password, client_id)
+    def bootstrap(self, client_id=None):
+        """A bootstrap login. Its client id is always in the bootstrap namespace
+        (docs/protocol.md, "Client ids"): client_id is prefixed with BOOTSTRAP_ID_PREFIX unless
+        it has it (None: random)."""
+        return self.mqtt("bootstrap", self.bootstrap_password, bootstrap_id(client_id))
 
 
-def mqtt_connect(port, username, password, client_id, timeout=10):
+BOOTSTRAP_ID_PREFIX = "etboot-"  # src/cloud/wire.h
+CLOUD_ID_PREFIX = "etcloud-"
+
+
+def bootstrap_id(name=None):
+    """A client id in the bootstrap login's namespace."""
+    name = name or os.urandom(8).hex()
+    return name if name.startswith(BOOTSTRAP_ID_PREFIX) else BOOTSTRAP_ID_PREFIX + name
+
+
+def mqtt_connect(port, username, password, client_id, timeout=10, clean_start=True):
     import paho.mqtt.client as mqtt
     c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
     c.username_pw_set(username, password)
@@ -291,7 +315,7 @@ def mqtt_connect(port, username, password, client_id, timeout=10):
     c.on_connect = on_connect
     c.on_message = on_message
     c.on_disconnect = on_disconnect
-    c.connect("127.0.0.1", port, keepalive=30, clean_start=True)
+    c.connect("127.0.0.1", port, keepalive=30, clean_start=clean_start)
     c.loop_start()
     if not ev.wait(timeout) or result.get("rc") != 0:
         c.loop_stop()

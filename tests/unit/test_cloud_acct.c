@@ -84,12 +84,59 @@ static void test_device_acl(void **state)
 	assert_true(acct_device_allowed("SN1", "anything/at/all", ACCT_UNSUBSCRIBE));
 }
 
+/* Findings 3 and 4: client-id namespaces, retained and size rules (docs/protocol.md). */
+static void test_client_ids(void **state)
+{
+	const char *cu = "edgetrust-cloud", *bu = "bootstrap";
+	(void)state;
+	assert_true(acct_client_id_ok(cu, "etcloud-i0", cu, bu));
+	assert_false(acct_client_id_ok(cu, "etcloud-", cu, bu));
+	assert_false(acct_client_id_ok(cu, "SN1", cu, bu));
+	assert_false(acct_client_id_ok(cu, "etboot-1", cu, bu));
+	assert_true(acct_client_id_ok(bu, "etboot-0123abcd", cu, bu));
+	assert_false(acct_client_id_ok(bu, "etboot-", cu, bu));
+	assert_false(acct_client_id_ok(bu, "etcloud-i0", cu, bu));
+	assert_false(acct_client_id_ok(bu, "SN1", cu, bu));
+	assert_false(acct_client_id_ok(bu, "", cu, bu));
+	assert_true(acct_client_id_ok("SN1", "SN1", cu, bu));
+	assert_false(acct_client_id_ok("SN1", "SN2", cu, bu));
+	assert_false(acct_client_id_ok("SN1", "sn1", cu, bu));
+	assert_false(acct_client_id_ok("SN1", "", cu, bu));
+	assert_false(acct_client_id_ok("SN1", NULL, cu, bu));
+	assert_false(acct_client_id_ok(NULL, "SN1", cu, bu));
+	/* a login named like a reserved id still cannot use it */
+	assert_false(acct_client_id_ok("etcloud-i0", "etcloud-i0", cu, bu));
+	assert_false(acct_client_id_ok("ETBOOT-x", "ETBOOT-x", cu, bu));
+	assert_true(wire_reserved_id("EtCloud-x"));
+	assert_false(wire_reserved_id("etcloud"));
+}
+
+static void test_publish_limits(void **state)
+{
+	(void)state;
+	assert_int_equal(acct_payload_limit("et/v1/SN1/register"), PROTO_MAX_REGISTER);
+	assert_int_equal(acct_payload_limit("et/v1/SN1/telemetry"), PROTO_MAX_PAYLOAD);
+	assert_int_equal(acct_payload_limit("et/v1/SN1/register/reply"), PROTO_MAX_PAYLOAD);
+	assert_int_equal(acct_payload_limit("et/v1/a/b/register"), PROTO_MAX_PAYLOAD);
+	assert_int_equal(acct_payload_limit("x"), PROTO_MAX_PAYLOAD);
+	assert_int_equal(acct_payload_limit("$CONTROL/dynamic-security/v1"), 0);
+	assert_true(acct_retain_allowed("SN1", "et/v1/SN1/status"));
+	assert_true(acct_retain_allowed("SN1", "et/v1/SN1/settings/reported"));
+	assert_false(acct_retain_allowed("SN1", "et/v1/SN1/telemetry"));
+	assert_false(acct_retain_allowed("SN1", "et/v1/SN1/register"));
+	assert_false(acct_retain_allowed("SN1", "et/v1/SN2/status"));
+	assert_false(acct_retain_allowed("SN1", "et/v1/SN10/status"));
+	assert_false(acct_retain_allowed(NULL, "et/v1/SN1/status"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hash_roundtrip),
 		cmocka_unit_test(test_verify_malformed),
 		cmocka_unit_test(test_device_acl),
+		cmocka_unit_test(test_client_ids),
+		cmocka_unit_test(test_publish_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

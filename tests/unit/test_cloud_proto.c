@@ -196,6 +196,24 @@ static void test_password_and_credentials(void **state)
 	free(r);
 }
 
+/* Finding 16: mosquitto 2.0 hands the plugin the password as a C string, so a password with a
+ * NUL inside would be cut there. Every password the cloud issues (devices, init-broker's cloud
+ * and bootstrap logins) comes from proto_password: 32 base64url characters, never a NUL. */
+static void test_password_alphabet(void **state)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	char pw[33];
+	(void)state;
+	for (int n = 0; n < 2000; n++) {
+		memset(pw, 'X', sizeof(pw));
+		assert_int_equal(proto_password(pw), 0);
+		assert_int_equal(pw[32], '\0');
+		for (int i = 0; i < 32; i++)
+			assert_true(pw[i] != '\0' && memchr(alphabet, pw[i], sizeof(alphabet) - 1));
+	}
+}
+
 struct acks_seen {
 	char text[4][256];
 	int n;
@@ -304,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_register_ok),
 		cmocka_unit_test(test_register_bad),
 		cmocka_unit_test(test_password_and_credentials),
+		cmocka_unit_test(test_password_alphabet),
 		cmocka_unit_test(test_acks),
 		cmocka_unit_test(test_epoch),
 	};

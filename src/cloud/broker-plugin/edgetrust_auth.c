@@ -1,25 +1,45 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * edgetrust_auth: a mosquitto 2.0 plugin that checks device logins against the edgetrust
- * registry (table broker_accounts, written by `edgetrust-cloud serve --accounts registry` in the
- * same transaction as the credential), so creating a device login costs the broker nothing.
+ * edgetrust_auth: a mosquitto 2.0 plugin that guards the broker boundary of edgetrust
+ * (docs/threat-model.md, "Broker logins and topics") and checks device logins against the
+ * edgetrust registry (table broker_accounts, written by `edgetrust-cloud serve --accounts
+ * registry` in the same transaction as the credential), so creating a device login costs the
+ * broker nothing.
  *
- * Loaded before the dynamic-security plugin. mosquitto 2.0 asks the plugins' BASIC_AUTH and
- * ACL_CHECK callbacks in configuration order until one answers something other than
- * MOSQ_ERR_PLUGIN_DEFER. This plugin answers only for usernames that have a row in
- * broker_accounts (devices) and defers for every other login (the cloud, bootstrap, admins),
- * which dynamic security keeps handling. The ACL of a device login is fixed: its own topics
- * under et/v1/<serial>/ with the directions of docs/protocol.md (acct.c).
+ * Loaded before the dynamic-security plugin, in both account modes. mosquitto 2.0 asks the
+ * plugins' BASIC_AUTH and ACL_CHECK callbacks in configuration order until one answers something
+ * other than MOSQ_ERR_PLUGIN_DEFER. For every login and every publish, whichever mode:
+ *   - a login may use only its own client id (acct_client_id_ok: the cloud etcloud-..., the
+ *     bootstrap login etboot-... with a clean session, everyone else its username). Checked in
+ *     BASIC_AUTH, which mosquitto 2.0.11 runs before connect__on_authorised() looks the id up
+ *     and disconnects (takes over) the client holding it, so a refused login kicks nobody;
+ *   - logins other than the cloud's may not retain (devices: only their status and
+ *     settings/reported) nor publish more than the payload limits of wire.h;
+ *   - every registration request (et/v1/<serial>/register) gets the broker's receive time as
+ *     the user property WIRE_RECEIVED_PROP, replacing whatever properties the client sent, so
+ *     serve can tell a request sent before its serial's activation (docs/protocol.md).
+ * plugin_opt_accounts registry (default): the plugin also answers for usernames that have a row
+ * in broker_accounts (devices) and defers every other login decision to dynamic security. The ACL
+ * of such a device login is fixed: its own topics under et/v1/<serial>/ with the directions of
+ * docs/protocol.md (acct.c). plugin_opt_accounts dynsec: only the guards above; every login and
+ * ACL decision is dynamic security's.
  *
  * $CONTROL/edgetrust/v1 {"v":1,"kick":["SERIAL",...]} from the control login disconnects
  * those devices (revocation); their next login is refused by the database.
  *
- * Options (plugin_opt_*): registry (required: SQLite file opened read-only, or postgresql://...),
- * control_user (default edgetrust-cloud), defer_users (comma list of logins never handled
- * here; default edgetrust-cloud,bootstrap). Anything else is refused at start.
+ * Options (plugin_opt_*): accounts (registry or dynsec), registry (required in registry mode:
+ * SQLite file opened read-only, or postgresql://...), control_user (the cloud's login, default
+ * edgetrust-cloud), bootstrap_user (default bootstrap), defer_users (comma list of logins never
+ * looked up in the registry; default edgetrust-cloud,bootstrap). Anything else is refused at
+ * start.
  *
  * The broker has one thread: each device login costs one indexed SELECT (SQLite: a read in
  * WAL mode, never blocked by the writer; PostgreSQL: one round trip). ACL checks use memory only.
+ *
+ * Limit (mosquitto 2.0): the BASIC_AUTH event passes the password as a C string without its
+ * length, so a password followed by a NUL byte and anything else is taken for the password
+ * itself. The cloud's passwords never contain NUL (proto_password), and whoever uses this still
+ * needs the real password.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -36,6 +56,7 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
 
 #ifdef ET_HAVE_LIBPQ
 #include <libpq-fe.h>
@@ -58,6 +79,8 @@ struct plug {
 	mosquitto_plugin_id_t *id;
 	char *db;
 	char *control_user;
+	char *bootstrap_user;
+	bool guard_only; /* plugin_opt_accounts dynsec: no registry, only the guards */
 	char **defer; /* NULL-terminated */
 	bool is_pg;
 	sqlite3 *sq;
@@ -303,7 +326,20 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	int r;
 
 	(void)event;
-	if (!ed->username || !ed->password || deferred_user(p, ed->username) ||
+	cid = mosquitto_client_id(ed->client);
+	if (!acct_client_id_ok(ed->username, cid, p->control_user, p->bootstrap_user)) {
+		/* Refused here, before mosquitto disconnects a client already holding the id. */
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, PFX "login '%.64s' refused: client id '%.80s' is "
+							"not its own (docs/protocol.md, \"Client ids\")",
+				     ed->username ? ed->username : "(anonymous)", cid ? cid : "");
+		return MOSQ_ERR_AUTH;
+	}
+	if (!strcmp(ed->username, p->bootstrap_user) && !mosquitto_client_clean_session(ed->client)) {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, PFX "bootstrap login refused: it must start a "
+							"clean session");
+		return MOSQ_ERR_AUTH;
+	}
+	if (p->guard_only || !ed->password || deferred_user(p, ed->username) ||
 	    !serial_ok(ed->username))
 		return MOSQ_ERR_PLUGIN_DEFER;
 	r = account_get(p, ed->username, &a);
@@ -311,7 +347,6 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_PLUGIN_DEFER; /* not a device login: dynamic security decides */
 	if (r < 0)
 		return MOSQ_ERR_PLUGIN_DEFER; /* logged; dynamic security refuses unknown names */
-	cid = mosquitto_client_id(ed->client);
 	r = MOSQ_ERR_AUTH;
 	if (!a.enabled || !cid || strcmp(cid, a.client_id))
 		goto out;
@@ -341,6 +376,15 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	enum acct_access acc;
 
 	(void)event;
+	if (ed->access == MOSQ_ACL_WRITE && (!user || strcmp(user, p->control_user))) {
+		/* Whatever grants the topic: no login but the cloud's stores retained messages
+		 * (beyond a device's own latest status) or publishes more than the limits. */
+		size_t max = acct_payload_limit(ed->topic);
+		const char *serial = user && strcmp(user, p->bootstrap_user) ? user : NULL;
+		if ((ed->retain && !acct_retain_allowed(serial, ed->topic)) ||
+		    (max && ed->payloadlen > max))
+			return MOSQ_ERR_ACL_DENIED;
+	}
 	if (!user || !set_has(&p->users, user))
 		return MOSQ_ERR_PLUGIN_DEFER;
 	switch (ed->access) {
@@ -351,6 +395,30 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	default: return MOSQ_ERR_ACL_DENIED;
 	}
 	return acct_device_allowed(user, ed->topic, acc) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+}
+
+/* et/v1/<serial>/register: the broker's receive time replaces every property the client sent
+ * (a request needs none), so the one serve reads cannot be forged. */
+static int on_message(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_message *ed = event_data;
+	struct timespec ts;
+	char ms[24];
+
+	(void)event;
+	(void)userdata;
+	if (acct_payload_limit(ed->topic) != PROTO_MAX_REGISTER)
+		return MOSQ_ERR_SUCCESS;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(ms, sizeof(ms), "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	mosquitto_property_free_all(&ed->properties);
+	if (mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
+					       WIRE_RECEIVED_PROP, ms) != MOSQ_ERR_SUCCESS) {
+		/* Without the stamp serve would ignore it anyway; refuse it here. */
+		mosquitto_property_free_all(&ed->properties);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	return MOSQ_ERR_SUCCESS;
 }
 
 /* Returns success even for a refused message: an error here makes mosquitto drop the
@@ -405,6 +473,7 @@ static void plug_free(struct plug *p)
 	set_free(&p->users);
 	free(p->db);
 	free(p->control_user);
+	free(p->bootstrap_user);
 	for (char **d = p->defer; d && *d; d++)
 		free(*d);
 	free(p->defer);
@@ -516,32 +585,54 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		} else if (!strcmp(k, "control_user")) {
 			free(p->control_user);
 			p->control_user = strdup(v);
+		} else if (!strcmp(k, "bootstrap_user")) {
+			free(p->bootstrap_user);
+			p->bootstrap_user = strdup(v);
 		} else if (!strcmp(k, "defer_users")) {
 			defer = v;
+		} else if (!strcmp(k, "accounts") && (!strcmp(v, "registry") || !strcmp(v, "dynsec"))) {
+			p->guard_only = !strcmp(v, "dynsec");
 		} else {
-			mosquitto_log_printf(MOSQ_LOG_ERR, PFX "unknown option plugin_opt_%s (known: registry, "
-							  "control_user, defer_users)", k);
+			mosquitto_log_printf(MOSQ_LOG_ERR, PFX "unknown option plugin_opt_%s %s (known: "
+							  "accounts registry|dynsec, registry, control_user, "
+							  "bootstrap_user, defer_users)", k, v);
 			goto fail;
 		}
 	}
 	if (!p->control_user)
 		p->control_user = strdup("edgetrust-cloud");
-	if (!p->db || !p->db[0]) {
+	if (!p->bootstrap_user)
+		p->bootstrap_user = strdup("bootstrap");
+	if (!p->control_user || !p->bootstrap_user)
+		goto fail;
+	if (p->guard_only) {
+		if (p->db) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, PFX "plugin_opt_registry is for plugin_opt_accounts "
+							  "registry; with dynsec, device logins are dynamic "
+							  "security's");
+			goto fail;
+		}
+	} else if (!p->db || !p->db[0]) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, PFX "plugin_opt_registry is required: the edgetrust "
 						  "registry (SQLite file or postgresql:// URL)");
 		goto fail;
 	}
-	if (!p->control_user || !p->control_user[0] || split_users(defer, &p->defer) < 0 ||
-	    check_db(p) < 0)
+	if (!p->control_user[0] || !p->bootstrap_user[0] || split_users(defer, &p->defer) < 0 ||
+	    (!p->guard_only && check_db(p) < 0))
 		goto fail;
 	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, p) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, p) ||
+	    mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, p) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_CONTROL, on_control, CONTROL_TOPIC, p)) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, PFX "cannot register its callbacks with mosquitto");
 		goto fail;
 	}
-	mosquitto_log_printf(MOSQ_LOG_INFO, PFX "device logins from %s registry %s",
-			     p->is_pg ? "PostgreSQL" : "SQLite", p->is_pg ? "(URL given)" : p->db);
+	if (p->guard_only)
+		mosquitto_log_printf(MOSQ_LOG_INFO, PFX "guarding client ids, retained messages and "
+						   "sizes; logins are dynamic security's");
+	else
+		mosquitto_log_printf(MOSQ_LOG_INFO, PFX "device logins from %s registry %s",
+				     p->is_pg ? "PostgreSQL" : "SQLite", p->is_pg ? "(URL given)" : p->db);
 	*userdata = p;
 	return MOSQ_ERR_SUCCESS;
 fail:
@@ -558,6 +649,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	if (p) {
 		mosquitto_callback_unregister(p->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 		mosquitto_callback_unregister(p->id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+		mosquitto_callback_unregister(p->id, MOSQ_EVT_MESSAGE, on_message, NULL);
 		mosquitto_callback_unregister(p->id, MOSQ_EVT_CONTROL, on_control, CONTROL_TOPIC);
 	}
 	plug_free(p);
