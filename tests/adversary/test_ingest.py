@@ -180,6 +180,46 @@ class TestPoison(IngestCase):
         self.assertIn(self.c.device("SN-EVIL")["status"], (None, {}))
 
 
+    def test_database_error_isolated(self):
+        """A message the database fails on for a reason validation cannot foresee (here a
+        trigger that raises for point 'boom') costs only that message: the batch's other
+        messages are stored and acknowledged, the failed one is neither."""
+        if BACKEND == "postgresql":
+            self.c.pg.psql("CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN"
+                           " IF NEW.point = 'boom' THEN RAISE EXCEPTION 'boom'; END IF;"
+                           " RETURN NEW; END $$ LANGUAGE plpgsql;"
+                           " CREATE TRIGGER boom BEFORE INSERT ON telemetry FOR EACH ROW"
+                           " EXECUTE FUNCTION boom();")
+        else:
+            con = sqlite3.connect(self.c.db_url, timeout=30)
+            con.execute("CREATE TRIGGER boom BEFORE INSERT ON telemetry WHEN NEW.point = 'boom'"
+                        " BEGIN SELECT RAISE(ABORT, 'boom'); END")
+            con.commit()
+            con.close()
+        victim = Victim(self.device("SN-VICTIM"), 400)
+        bad = self.device("SN-EVIL")
+        stop = threading.Event()
+
+        def attack():
+            k = 1
+            while not stop.is_set():
+                bad.publish({"v": 1, "records": [rec(k, point="boom")]})
+                k += 1
+                time.sleep(0.005)
+
+        t = threading.Thread(target=attack, daemon=True)
+        t.start()
+        victim.start()
+        victim.join(victim.timeout + 30)
+        stop.set()
+        t.join(10)
+        self.assert_victim_complete(victim)
+        self.assertEqual(self.rows("SN-EVIL"), [])
+        self.assertEqual(bad.acked, set(), "a reading the database refused was acknowledged")
+        rf = self.refusals("SN-EVIL")
+        self.assertGreater(rf.get(("SN-EVIL", "telemetry-db-error"), 0), 0, rf)
+
+
 class TestValues(IngestCase):
     """Finding 10: values stored wrongly or accepted though docs/protocol.md refuses them."""
 
