@@ -17,6 +17,7 @@ import time
 import unittest
 
 import advtest
+import agentfix
 import cloudfix
 from cloudfix import CloudStack, SoftDevice, subscribe_granted
 from etfix import binary, run
@@ -76,6 +77,12 @@ class Victim(threading.Thread):
         super().__init__(daemon=True)
         self.dev, self.n, self.per, self.resend_s, self.timeout = dev, n, per, resend_s, timeout
         self.done = False
+        self.sent_first = False  # the first round went out already (interleaved by the test)
+
+    def messages(self):
+        seqs = list(range(1, self.n + 1))
+        return [{"v": 1, "records": [rec(s, value=float(s)) for s in seqs[i:i + self.per]]}
+                for i in range(0, len(seqs), self.per)]
 
     def send(self, seqs):
         for i in range(0, len(seqs), self.per):
@@ -84,7 +91,8 @@ class Victim(threading.Thread):
 
     def run(self):
         all_seqs = list(range(1, self.n + 1))
-        self.send(all_seqs)
+        if not self.sent_first:
+            self.send(all_seqs)
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             time.sleep(self.resend_s)
@@ -122,12 +130,24 @@ class IngestCase(unittest.TestCase):
         seqs = [r["seq"] for r in rows]
         with victim.dev.lock:
             acked = set(victim.dev.acked)
-        self.assertEqual(sorted(acked - set(seqs)), [], "acknowledged but not stored: data loss")
+        lost = sorted(acked - set(seqs))
+        self.assertEqual(lost, [], f"data loss: {len(lost)} of {len(acked)} acknowledged readings "
+                                   f"not stored ({len(seqs)} of {victim.n} stored)")
         self.assertEqual(len(seqs), len(set(seqs)), "a reading stored twice")
         self.assertEqual(sorted(seqs), list(range(1, victim.n + 1)))
         self.assertTrue(victim.done, "the victim's readings were never all acknowledged")
         for r in rows:
             self.assertEqual(r["value"], float(r["seq"]))
+
+    def interleaved(self, victim, attack_once):
+        """The victim's first round and the attacker's messages queued in the broker, one after
+        the other, while serve is away; serve then takes them in shared batches."""
+        self.c.stop_serve(0)
+        for m in victim.messages():
+            victim.dev.publish(m).wait_for_publish(10)
+            attack_once()
+        victim.sent_first = True
+        self.c.start_serve(0)
 
     def wait_acked(self, dev, seq, timeout=30, resend=None):
         """Waits for seq's ack; resend (a payload) goes again every 2 s, as the agent would."""
@@ -154,16 +174,22 @@ class TestPoison(IngestCase):
         bad = self.device("SN-EVIL")
         stop = threading.Event()
 
+        k = [1]
+
+        def attack_once():
+            # raw bytes: a point name and a status text that are not UTF-8
+            bad.publish(b'{"v":1,"records":[{"seq":%d,"ts":1,"device":"d","point":"\xff\xfe",'
+                        b'"value":1,"q":"ok"}]}' % k[0])
+            bad.cl.publish("et/v1/SN-EVIL/status", b'{"v":1,"online":true,"x":"\xff\xfe"}',
+                           qos=1).wait_for_publish(10)
+            k[0] += 1
+
         def attack():
-            k = 1
             while not stop.is_set():
-                # raw bytes: a point name and a status text that are not UTF-8
-                bad.publish(b'{"v":1,"records":[{"seq":%d,"ts":1,"device":"d","point":"\xff\xfe",'
-                            b'"value":1,"q":"ok"}]}' % k)
-                bad.cl.publish("et/v1/SN-EVIL/status", b'{"v":1,"online":true,"x":"\xff\xfe"}', qos=1)
-                k += 1
+                attack_once()
                 time.sleep(0.005)
 
+        self.interleaved(victim, attack_once)
         t = threading.Thread(target=attack, daemon=True)
         t.start()
         victim.start()
@@ -200,13 +226,18 @@ class TestPoison(IngestCase):
         bad = self.device("SN-EVIL")
         stop = threading.Event()
 
+        k = [1]
+
+        def attack_once():
+            bad.publish({"v": 1, "records": [rec(k[0], point="boom")]}).wait_for_publish(10)
+            k[0] += 1
+
         def attack():
-            k = 1
             while not stop.is_set():
-                bad.publish({"v": 1, "records": [rec(k, point="boom")]})
-                k += 1
+                attack_once()
                 time.sleep(0.005)
 
+        self.interleaved(victim, attack_once)
         t = threading.Thread(target=attack, daemon=True)
         t.start()
         victim.start()
@@ -296,6 +327,65 @@ class TestRate(IngestCase):
         victim.start()
         self.assert_victim_complete(victim)
         self.assertGreater(self.refusals("SN-FAST").get(("SN-FAST", "telemetry-rate"), 0), 0)
+
+
+class TestAgentBacklog(unittest.TestCase):
+    """Finding 5, the honest side: a real agent (swtpm, Modbus simulator) draining a backlog
+    faster than the limit (here 300 records/s, burst 1000) is slowed, never loses a reading:
+    the refused messages are not acknowledged and the agent sends them again."""
+    N = 6000
+
+    def setUp(self):
+        agentfix.cloud_stack(self, db=BACKEND, pg_fsync=False,
+                             serve_args=("--telemetry-rate", "300", "--telemetry-burst", "1000"))
+
+    def store(self, serial):
+        rows = self.stack.cli("telemetry", serial, "--json", "--limit", "10000000", json_out=True)
+        seqs = [r["seq"] for r in rows]
+        self.assertEqual(len(seqs), len(set(seqs)), "a seq stored twice")
+        return set(seqs)
+
+    def test_backlog_converges(self):
+        serial = "SN-BACKLOG"
+        agentfix.provision(self.tpm, serial)
+        self.stack.cli("activate", serial, check=True)
+        self.agent = agentfix.Agent(self.tmp, self.tpm.tcti, self.stack.broker_port, self.port,
+                                    serial=serial, poll_ms=1000,
+                                    bootstrap_password=self.stack.bootstrap_password,
+                                    spool_extra="ack_timeout_s = 2\n")
+        a = self.agent.start()
+        a.wait_log("registration pending")
+        self.stack.cli("accept", serial, check=True)
+        a.wait_log("connected to the broker as " + serial)
+        agentfix.wait_for(lambda: len(self.store(serial)) >= 1, 40, "first readings stored")
+        self.assertEqual(a.stop(), 0)
+        first = fill_spool(a.data_dir, self.N)
+        a.start()
+        want = set(range(first, first + self.N))
+        agentfix.wait_for(lambda: want <= self.store(serial), 200, "the backlog stored")
+        self.assertEqual(a.stop(), 0, a.run_log()[-3000:])
+        from test_e2e import spool_state
+        next_seq, left, dropped = spool_state(a.data_dir)
+        self.assertEqual(dropped, 0)
+        stored = self.store(serial)
+        self.assertEqual(set(range(1, next_seq)) - left - stored, set(),
+                         "deleted from the spool but not in the store")
+        rf = {e["reason"]: e["count"] for e in self.stack.cli("refusals", "--json", json_out=True)
+              if e["serial"] == serial}
+        self.assertGreater(rf.get("telemetry-rate", 0), 0, "the limit was never reached")
+
+
+def fill_spool(data_dir, n):
+    """n readings appended to a stopped agent's spool (as bench/agent_bench.py does)."""
+    db = sqlite3.connect(os.path.join(data_dir, "spool.db"))
+    first = (db.execute("SELECT v FROM meta WHERE k='next_seq'").fetchone() or [1])[0]
+    db.executemany("INSERT INTO readings(seq,ts,device,point,unit,value,q) VALUES(?,?,?,?,?,?,?)",
+                   [(first + i, 1700000000000 + i, "plc1", "temp", "degC", 21.5, "ok")
+                    for i in range(n)])
+    db.execute("INSERT OR REPLACE INTO meta(k,v) VALUES('next_seq',?)", (first + n,))
+    db.commit()
+    db.close()
+    return int(first)
 
 
 class TestOutput(IngestCase):
