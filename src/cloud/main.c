@@ -127,7 +127,7 @@ static const char *option_help(int id)
 	case O_PNOTLS: return "--public-no-tls      tell devices not to use TLS (tests, local demo)";
 	case O_DEVCA: return "--device-ca FILE     CA certificate (PEM) sealed into device credentials";
 	case O_AUTO: return "--auto-accept        accept activated devices without the operator";
-	case O_BATCH: return "--batch N            requests handled per transaction (default 500)";
+	case O_BATCH: return "--batch N            messages handled per transaction (default 500)";
 	case O_POLL: return "--poll-ms MS         how often to look for operator changes (default 1000)";
 	case O_ACCOUNTS: return "--accounts MODE      device broker logins: registry (default; the edgetrust\n"
 				 "                       mosquitto plugin reads the database) or dynsec";

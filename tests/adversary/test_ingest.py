@@ -111,6 +111,11 @@ class IngestCase(unittest.TestCase):
         self.c = CloudStack(db=BACKEND, pg_fsync=False, serve_args=self.serve_args).start()
         self.addCleanup(self.c.cleanup)
 
+    def tearDown(self):
+        # serve survived the attack and stops cleanly (under ASan: no error, no leak)
+        log = self.c.serve_log_text()
+        self.assertEqual(self.c.stop_serve(0), 0, log[-3000:])
+
     def device(self, serial):
         d = Device(self.c, serial)
         self.addCleanup(d.close)
