@@ -39,8 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			for (size_t i = 0; i < t.n; i++) {
 				const struct proto_rec *r = &t.rec[i];
-				if (r->seq < 1 || r->seq > PROTO_MAX_SEQ || r->ts < -PROTO_MAX_SEQ ||
-				    r->ts > PROTO_MAX_SEQ || (r->has_value && !isfinite(r->value)))
+				if (r->seq < 1 || r->seq > PROTO_MAX_SEQ ||
+				    r->ts < -PROTO_MAX_SEQ || r->ts > PROTO_MAX_SEQ ||
+				    (r->has_value && !isfinite(r->value)))
 					abort();
 				check_text(r->device, PROTO_MAX_NAME);
 				check_text(r->point, PROTO_MAX_NAME);
@@ -79,7 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!text_utf8_ok(e, strlen(e)))
 				abort();
 			for (const unsigned char *p = (const unsigned char *)e; *p; p++)
-				if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+				if (*p < 0x20 || *p == 0x7f ||
+				    (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
 					abort();
 		}
 		free(u);

@@ -58,8 +58,9 @@ static void refused(struct ingest *g, const char *serial, const char *reason, lo
 
 	if (t - g->last_warn_ms >= 1000) {
 		cl_log(CL_WARNING, "%s: %s refused (%s, %ld): %s%s", serial, kind, reason, n, why,
-		       g->quiet ? " (and earlier refusals not logged: see `edgetrust-cloud refusals`)"
-				: "");
+		       g->quiet
+			   ? " (and earlier refusals not logged: see `edgetrust-cloud refusals`)"
+			   : "");
 		g->last_warn_ms = t;
 		g->quiet = 0;
 	} else {
@@ -85,9 +86,11 @@ static int store_telemetry(struct ingest *g, const char *serial, const struct pr
 		char vb[32];
 		long ins = 0;
 		if (rc->has_value)
-			snprintf(vb, sizeof(vb), "%.17g", rc->value); /* finite: digits, never "inf" */
-		if (reg_telemetry_insert(g->r, serial, t->epoch, rc->seq, rc->ts, rc->device, rc->point,
-					 rc->has_value ? vb : NULL, rc->unit, rc->q, &ins) != CDB_OK)
+			snprintf(vb, sizeof(vb), "%.17g",
+				 rc->value); /* finite: digits, never "inf" */
+		if (reg_telemetry_insert(g->r, serial, t->epoch, rc->seq, rc->ts, rc->device,
+					 rc->point, rc->has_value ? vb : NULL, rc->unit, rc->q,
+					 &ins) != CDB_OK)
 			return -1;
 		*ret_stored += ins;
 	}
@@ -109,8 +112,10 @@ static int confirm_cred_version(struct ingest *g, const char *serial, int64_t cv
 		snprintf(detail, sizeof(detail), "device uses version %" PRId64, cv);
 		if (reg_audit(g->r, serial, "rotate-confirmed", detail) != CDB_OK)
 			return -1;
-		cl_log(CL_INFO, "%s: credential version %" PRId64 " in use; the previous password no "
-				"longer works", serial, cv);
+		cl_log(CL_INFO,
+		       "%s: credential version %" PRId64 " in use; the previous password no "
+		       "longer works",
+		       serial, cv);
 	}
 	return 0;
 }
@@ -120,15 +125,19 @@ static int store_state(struct ingest *g, const char *serial, bool status, const 
 {
 	char tb[24], ob[24];
 	if (status) {
-		const char *p[] = { json, reg_i64(st->online, ob), reg_i64(reg_now(), tb), serial };
-		if (cdb_exec(g->r->db, "UPDATE devices SET status_json = ?, online = CAST(? AS INTEGER),"
-				       " last_seen = CAST(? AS BIGINT) WHERE serial = ?", 4, p) != CDB_OK)
+		const char *p[] = {json, reg_i64(st->online, ob), reg_i64(reg_now(), tb), serial};
+		if (cdb_exec(g->r->db,
+			     "UPDATE devices SET status_json = ?, online = CAST(? AS INTEGER),"
+			     " last_seen = CAST(? AS BIGINT) WHERE serial = ?",
+			     4, p) != CDB_OK)
 			return -1;
 		return confirm_cred_version(g, serial, st->cred_version);
 	}
-	const char *p[] = { json, reg_i64(reg_now(), tb), serial };
-	return cdb_exec(g->r->db, "UPDATE devices SET reported_json = ?, last_seen = CAST(? AS BIGINT)"
-				  " WHERE serial = ?", 3, p);
+	const char *p[] = {json, reg_i64(reg_now(), tb), serial};
+	return cdb_exec(g->r->db,
+			"UPDATE devices SET reported_json = ?, last_seen = CAST(? AS BIGINT)"
+			" WHERE serial = ?",
+			3, p);
 }
 
 void ingest_message(struct ingest *g, const char *serial, const char *kind, const void *payload,
@@ -136,8 +145,8 @@ void ingest_message(struct ingest *g, const char *serial, const char *kind, cons
 {
 	bool tel = !strcmp(kind, "telemetry"), status = !strcmp(kind, "status");
 	const char *bad = tel ? RF_TELEMETRY_BAD : RF_STATUS_BAD;
-	struct proto_tel t = { 0 };
-	struct proto_status st = { 0 };
+	struct proto_tel t = {0};
+	struct proto_status st = {0};
 	char reason[256], *json = NULL;
 	size_t nrec = 0;
 	long stored = 0;
@@ -160,10 +169,13 @@ void ingest_message(struct ingest *g, const char *serial, const char *kind, cons
 		goto out;
 	}
 	/* A message over the rate is refused whole and takes no tokens: not acknowledged, the
-	 * agent sends it again after its ack timeout (docs/edgetrust-cloud.md "Telemetry limits"). */
+	 * agent sends it again after its ack timeout (docs/edgetrust-cloud.md "Telemetry limits").
+	 */
 	if (!lim_take(g->lim, serial, tel ? (double)(t.n + t.nbad) : 1.0, now_ms())) {
-		snprintf(reason, sizeof(reason), "over %d records/s, burst %d (--telemetry-rate, "
-			 "--telemetry-burst); not acknowledged", g->o->tel_rate, g->o->tel_burst);
+		snprintf(reason, sizeof(reason),
+			 "over %d records/s, burst %d (--telemetry-rate, "
+			 "--telemetry-burst); not acknowledged",
+			 g->o->tel_rate, g->o->tel_burst);
 		refused(g, serial, RF_TELEMETRY_RATE, tel ? (long)(t.n + t.nbad) : 1, kind, reason);
 		goto out;
 	}
@@ -174,12 +186,15 @@ void ingest_message(struct ingest *g, const char *serial, const char *kind, cons
 	/* Only this message is undone when a statement fails (PostgreSQL aborts the whole
 	 * transaction on any error otherwise): its records are not acknowledged and come again. */
 	if (cdb_savepoint(g->r->db) != CDB_OK) {
-		cl_log(CL_ERR, "%s: database: %s; %s not stored", serial, cdb_errmsg(g->r->db), kind);
+		cl_log(CL_ERR, "%s: database: %s; %s not stored", serial, cdb_errmsg(g->r->db),
+		       kind);
 		goto out;
 	}
-	rc = tel ? store_telemetry(g, serial, &t, &stored) : store_state(g, serial, status, json, &st);
+	rc = tel ? store_telemetry(g, serial, &t, &stored)
+		 : store_state(g, serial, status, json, &st);
 	if (rc < 0 || cdb_release(g->r->db) != CDB_OK) {
-		cl_log(CL_ERR, "%s: %s not stored (database: %s)%s", serial, kind, cdb_errmsg(g->r->db),
+		cl_log(CL_ERR, "%s: %s not stored (database: %s)%s", serial, kind,
+		       cdb_errmsg(g->r->db),
 		       tel ? "; not acknowledged, the device sends it again" : "");
 		if (rc < 0)
 			cdb_rollback_to(g->r->db);
@@ -188,8 +203,8 @@ void ingest_message(struct ingest *g, const char *serial, const char *kind, cons
 	}
 	for (size_t i = 0; tel && acks && i < t.n; i++)
 		if (proto_acks_add(acks, serial, t.epoch, t.rec[i].seq) < 0) {
-			cl_log(CL_WARNING, "%s: out of memory for acks; the device sends them again",
-			       serial);
+			cl_log(CL_WARNING,
+			       "%s: out of memory for acks; the device sends them again", serial);
 			break;
 		}
 	if (tel)

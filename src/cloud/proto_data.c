@@ -16,8 +16,8 @@
 #include "text.h"
 
 /* The message rules shared by the three kinds. Returns the parsed object or NULL (reason). */
-static cJSON *parse_message(const char *topic_serial, const void *payload, size_t len,
-			    char *reason, size_t reason_len)
+static cJSON *parse_message(const char *topic_serial, const void *payload, size_t len, char *reason,
+			    size_t reason_len)
 {
 	cJSON *root, *j;
 
@@ -79,7 +79,7 @@ static bool name_ok(const cJSON *j, size_t min, size_t max)
 	return n >= min && n <= max && text_utf8_ok(j->valuestring, n);
 }
 
-static const char *const qualities[] = { "ok", "exception", "timeout", "crc", "io", "decode", NULL };
+static const char *const qualities[] = {"ok", "exception", "timeout", "crc", "io", "decode", NULL};
 
 /* NULL when the record is valid, else why not. */
 static const char *parse_record(const cJSON *r, struct proto_rec *out)
@@ -133,9 +133,10 @@ void proto_tel_clear(struct proto_tel *t)
 }
 
 int proto_parse_telemetry(const char *topic_serial, const void *payload, size_t len,
-			  struct proto_tel *ret, size_t *ret_nrecords, char *reason, size_t reason_len)
+			  struct proto_tel *ret, size_t *ret_nrecords, char *reason,
+			  size_t reason_len)
 {
-	struct proto_tel t = { 0 };
+	struct proto_tel t = {0};
 	const cJSON *recs, *r;
 	int n;
 
@@ -144,7 +145,8 @@ int proto_parse_telemetry(const char *topic_serial, const void *payload, size_t 
 	t.root = parse_message(topic_serial, payload, len, reason, reason_len);
 	if (!t.root)
 		return -1;
-	/* Readings are named by (epoch, seq): stored under a wrong epoch they could shadow others. */
+	/* Readings are named by (epoch, seq): stored under a wrong epoch they could shadow others.
+	 */
 	if (!proto_epoch(cJSON_GetObjectItemCaseSensitive(t.root, "epoch"), &t.epoch)) {
 		snprintf(reason, reason_len, "invalid \"epoch\" (not an integer in 0..2^53)");
 		goto fail;
@@ -210,8 +212,8 @@ int proto_parse_status(const char *topic_serial, const void *payload, size_t len
 	return print_back(root, ret_json, reason, reason_len);
 }
 
-int proto_parse_reported(const char *topic_serial, const void *payload, size_t len,
-			 char **ret_json, char *reason, size_t reason_len)
+int proto_parse_reported(const char *topic_serial, const void *payload, size_t len, char **ret_json,
+			 char *reason, size_t reason_len)
 {
 	cJSON *root = parse_message(topic_serial, payload, len, reason, reason_len);
 
