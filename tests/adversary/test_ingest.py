@@ -20,6 +20,7 @@ import advtest
 import agentfix
 import cloudfix
 from cloudfix import CloudStack, SoftDevice, subscribe_granted
+import etfix
 from etfix import binary, run
 
 BACKEND = advtest.BACKEND
@@ -254,6 +255,21 @@ class TestPoison(IngestCase):
         self.assertEqual(bad.acked, set(), "a reading the database refused was acknowledged")
         rf = self.refusals("SN-EVIL")
         self.assertGreater(rf.get(("SN-EVIL", "telemetry-db-error"), 0), 0, rf)
+
+
+class TestCommit(unittest.TestCase):
+    """Finding 2 at the database layer: a commit that did not commit is an error (PostgreSQL
+    answers COMMIT of an aborted transaction with ROLLBACK, not an error), and a savepoint
+    rolled back keeps the rest of the transaction (tests/unit/test_cloud_db.c, on this
+    backend's database)."""
+
+    def test_db_layer(self):
+        exe = os.path.join(etfix.BUILD, "tests", "unit", "unit-cloud-db")
+        if not os.path.exists(exe):
+            self.skipTest("unit-cloud-db not built")
+        with CloudStack(db=BACKEND, pg_fsync=False, start_serve=False) as c:
+            p = run([exe, c.db_url])
+            self.assertEqual(p.returncode, 0, p.out + p.err)
 
 
 class TestValues(IngestCase):
