@@ -147,6 +147,26 @@ type = bool
           b'[9007199254740992,9007199254740992]]}')
     write("ack", "epoch", b'{"v":1,"serial":"SN1","epoch":4503599627370497,"ranges":[[1,20]]}')
     write("ack", "epoch-edge", b'{"v":1,"epoch":9007199254740992,"ranges":[[3,4]]}')
+    cloud_data_seeds()
+
+
+def cloud_data_seeds():
+    """fuzz_cloud_data.c: first byte 0 telemetry, 1 status, 2 reported, 3 text escaping."""
+    rec = {"seq": 1, "ts": 1700000000000, "device": "plc1", "point": "temp", "value": 21.5,
+           "unit": "degC", "q": "ok"}
+    tel = {"v": 1, "epoch": 604153238742191, "records": [rec, dict(rec, seq=2, value=None,
+                                                                   q="timeout")]}
+    write("cloud-data", "telemetry", b"\0" + json.dumps(tel).encode())
+    write("cloud-data", "telemetry-hostile", b"\0" + b'{"v":1,"serial":"SN-FUZZ-1","records":['
+          b'{"seq":1.5,"ts":1,"device":"d","point":"p","value":1,"q":"ok"},'
+          b'{"seq":9007199254740993,"ts":1e300,"device":"d","point":"p","value":1e309,"q":"ok"},'
+          b'{"seq":3,"ts":1,"device":"d","point":"\xff\xfe","value":1,"q":"ok"},'
+          b'{"seq":4,"ts":1,"device":"d\\u0000x","point":"p","value":null,"q":"io"}]}')
+    write("cloud-data", "status", b"\1" + json.dumps({"v": 1, "online": True, "cred_version": 2,
+                                                     "spool_depth": 3}).encode())
+    write("cloud-data", "reported", b"\2" + json.dumps({"v": 1, "version": 2, "settings": {
+        "poll_ms": 500}, "source": "cloud"}).encode())
+    write("cloud-data", "text", b"\3" + b"temp\x1b[2J\r\n\xff\xfe\xc2\x9b31m\x7f caf\xc3\xa9")
 
 
 if __name__ == "__main__":

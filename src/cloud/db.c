@@ -37,19 +37,29 @@ bool cdb_is_pg(const cdb *db)
 	return db->ops->for_update;
 }
 
+/* Every statement goes through here, so a failure inside a transaction is never missed. */
+static int run(cdb *db, const char *sql, int n, const char *const *params, cdb_rows **ret_rows,
+	       long *ret_changes)
+{
+	int r = db->ops->exec(db, sql, n, params, ret_rows, ret_changes);
+	if (r != CDB_OK && db->depth > 0)
+		db->failed = true;
+	return r;
+}
+
 int cdb_exec(cdb *db, const char *sql, int n, const char *const *params)
 {
-	return db->ops->exec(db, sql, n, params, NULL, NULL);
+	return run(db, sql, n, params, NULL, NULL);
 }
 
 int cdb_exec_changes(cdb *db, const char *sql, int n, const char *const *params, long *ret_changes)
 {
-	return db->ops->exec(db, sql, n, params, NULL, ret_changes);
+	return run(db, sql, n, params, NULL, ret_changes);
 }
 
 int cdb_query(cdb *db, const char *sql, int n, const char *const *params, cdb_rows **ret)
 {
-	return db->ops->exec(db, sql, n, params, ret, NULL);
+	return run(db, sql, n, params, ret, NULL);
 }
 
 void cdb_rows_free(cdb_rows *r)
@@ -70,9 +80,11 @@ int cdb_begin(cdb *db)
 		db->depth++;
 		return CDB_OK;
 	}
-	r = cdb_exec(db, cdb_is_pg(db) ? "BEGIN" : "BEGIN IMMEDIATE", 0, NULL);
-	if (r == CDB_OK)
+	r = db->ops->exec(db, cdb_is_pg(db) ? "BEGIN" : "BEGIN IMMEDIATE", 0, NULL, NULL, NULL);
+	if (r == CDB_OK) {
 		db->depth = 1;
+		db->failed = db->in_savepoint = false;
+	}
 	return r;
 }
 
@@ -84,14 +96,31 @@ int cdb_commit(cdb *db)
 		db->depth--;
 		return CDB_OK;
 	}
-	r = cdb_exec(db, "COMMIT", 0, NULL);
+	if (db->failed) {
+		/* The error was reported when it happened; this names the consequence. */
+		char saved[sizeof(db->errmsg)];
+		memcpy(saved, db->errmsg, sizeof(saved));
+		cdb_rollback(db);
+		snprintf(db->errmsg, sizeof(db->errmsg),
+			 "transaction rolled back: a statement in it failed (%.400s)", saved);
+		return CDB_ERR;
+	}
+	db->tag[0] = '\0';
+	r = db->ops->exec(db, "COMMIT", 0, NULL, NULL, NULL);
+	/* PostgreSQL answers COMMIT of an aborted transaction with the tag ROLLBACK and no error. */
+	if (r == CDB_OK && cdb_is_pg(db) && strcmp(db->tag, "COMMIT")) {
+		snprintf(db->errmsg, sizeof(db->errmsg),
+			 "the database rolled the transaction back (COMMIT answered '%.20s')", db->tag);
+		r = CDB_ERR;
+	}
 	if (r != CDB_OK) {
 		char saved[sizeof(db->errmsg)];
 		memcpy(saved, db->errmsg, sizeof(saved));
-		cdb_exec(db, "ROLLBACK", 0, NULL);
+		db->ops->exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
 		memcpy(db->errmsg, saved, sizeof(saved));
 	}
 	db->depth = 0;
+	db->failed = db->in_savepoint = false;
 	return r;
 }
 
@@ -100,5 +129,51 @@ void cdb_rollback(cdb *db)
 	if (db->depth == 0)
 		return;
 	db->depth = 0;
-	cdb_exec(db, "ROLLBACK", 0, NULL);
+	db->failed = db->in_savepoint = false;
+	db->ops->exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
+}
+
+int cdb_savepoint(cdb *db)
+{
+	if (db->depth == 0 || db->in_savepoint) {
+		snprintf(db->errmsg, sizeof(db->errmsg), "savepoint outside a transaction or nested");
+		return CDB_ERR;
+	}
+	int r = run(db, "SAVEPOINT et_unit", 0, NULL, NULL, NULL);
+	if (r == CDB_OK) {
+		db->in_savepoint = true;
+		db->failed_before_savepoint = db->failed;
+	}
+	return r;
+}
+
+int cdb_release(cdb *db)
+{
+	if (!db->in_savepoint)
+		return CDB_ERR;
+	if (db->failed && !db->failed_before_savepoint) {
+		cdb_rollback_to(db);
+		return CDB_ERR;
+	}
+	db->in_savepoint = false;
+	return run(db, "RELEASE SAVEPOINT et_unit", 0, NULL, NULL, NULL);
+}
+
+int cdb_rollback_to(cdb *db)
+{
+	if (!db->in_savepoint)
+		return CDB_ERR;
+	char saved[sizeof(db->errmsg)];
+	memcpy(saved, db->errmsg, sizeof(saved));
+	bool was = db->failed_before_savepoint;
+	db->in_savepoint = false;
+	int r = db->ops->exec(db, "ROLLBACK TO SAVEPOINT et_unit", 0, NULL, NULL, NULL);
+	if (r == CDB_OK)
+		r = db->ops->exec(db, "RELEASE SAVEPOINT et_unit", 0, NULL, NULL, NULL);
+	if (r == CDB_OK)
+		db->failed = was; /* the failure is undone with the work it spoiled */
+	else
+		db->failed = true;
+	memcpy(db->errmsg, saved, sizeof(saved));
+	return r;
 }

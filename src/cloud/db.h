@@ -36,6 +36,12 @@ struct cdb {
 	const struct cdb_ops *ops;
 	char errmsg[512];
 	int depth; /* transaction nesting (only the outermost one is real) */
+	/* A statement failed inside the transaction (and was not undone by cdb_rollback_to):
+	 * PostgreSQL has aborted the transaction, and on SQLite the caller's unit of work is
+	 * incomplete, so cdb_commit refuses to report success. */
+	bool failed;
+	bool in_savepoint, failed_before_savepoint;
+	char tag[32]; /* command tag of the last statement (PostgreSQL; "" on SQLite) */
 };
 
 /* Opens "postgresql://..." / "postgres://..." with libpq, anything else as a SQLite file. */
@@ -57,8 +63,18 @@ static inline const char *cdb_cell(const cdb_rows *r, size_t row, size_t col)
 /* Write transaction: SQLite takes the write lock at once (BEGIN IMMEDIATE); PostgreSQL runs
  * READ COMMITTED and relies on SELECT ... FOR UPDATE row locks. */
 int cdb_begin(cdb *db);
+/* CDB_OK only when the database committed: a statement that failed inside the transaction
+ * (cdb.failed), or a COMMIT that PostgreSQL answers with the tag ROLLBACK (it does so, without
+ * an error, for an aborted transaction), rolls back and returns CDB_ERR. */
 int cdb_commit(cdb *db);
 void cdb_rollback(cdb *db);
+
+/* One savepoint level inside a transaction, so that one unit of work (one device's message in
+ * a batch) can fail without taking the batch with it: cdb_savepoint, then cdb_release on
+ * success or cdb_rollback_to on failure (which also undoes the failure's cdb.failed). */
+int cdb_savepoint(cdb *db);
+int cdb_release(cdb *db);
+int cdb_rollback_to(cdb *db);
 
 int cdb_sqlite_open(const char *path, cdb **ret, char *err, size_t errlen);
 int cdb_pg_open(const char *url, cdb **ret, char *err, size_t errlen);

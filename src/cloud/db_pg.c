@@ -58,6 +58,7 @@ static int pg_exec(cdb *db, const char *sql, int n, const char *const *params, c
 			r = CDB_RETRY;
 		goto out;
 	}
+	snprintf(db->tag, sizeof(db->tag), "%s", PQcmdStatus(res) ? PQcmdStatus(res) : "");
 	if (ret_changes) {
 		const char *t = PQcmdTuples(res);
 		*ret_changes = t && *t ? strtol(t, NULL, 10) : 0;

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* SQLite backend of the database interface (the default: one file, one writer at a time). */
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "db.h"
 
@@ -102,6 +106,51 @@ static const struct cdb_ops sqlite_ops = {
 	.for_update = false,
 };
 
+/* Makes path (created if absent when create) 0600, whatever the umask: the registry holds
+ * password hashes, envelopes, telemetry and the audit log. */
+static int private_file(const char *path, bool create, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0600);
+
+	if (fd < 0) {
+		/* Absent side files, or a file we may only read: SQLite decides (read-only). */
+		if ((!create && errno == ENOENT) || errno == EACCES || errno == EROFS)
+			return 0;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 0177) && fchmod(fd, st.st_mode & 0600) < 0) {
+		snprintf(err, errlen, "cannot make %s private (chmod 0600): %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * The database file first, then the -wal and -shm files that exist already. SQLite's unix VFS
+ * creates -wal and -shm with the mode of the database file, so those it makes later are 0600
+ * too. Special names (":memory:", "file:" URIs) are left to SQLite.
+ */
+static int private_files(const char *path, char *err, size_t errlen)
+{
+	char side[4096];
+
+	if (!*path || !strcmp(path, ":memory:") || !strncmp(path, "file:", 5))
+		return 0;
+	if (private_file(path, true, err, errlen) < 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		if ((size_t)snprintf(side, sizeof(side), "%s%s", path, i ? "-shm" : "-wal") >= sizeof(side))
+			return 0;
+		if (private_file(side, false, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int cdb_sqlite_open(const char *path, cdb **ret, char *err, size_t errlen)
 {
 	struct cdb_sqlite *s = calloc(1, sizeof(*s));
@@ -112,6 +161,10 @@ int cdb_sqlite_open(const char *path, cdb **ret, char *err, size_t errlen)
 		return CDB_ERR;
 	}
 	s->base.ops = &sqlite_ops;
+	if (private_files(path, err, errlen) < 0) {
+		free(s);
+		return CDB_ERR;
+	}
 	rc = sqlite3_open_v2(path, &s->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 			     NULL);
 	if (rc != SQLITE_OK) {

@@ -22,13 +22,17 @@
 #include "dynsec.h"
 #include "edgetrust/edgetrust.h"
 #include "exitcodes.h"
+#include "limits.h"
 #include "log.h"
 #include "proto.h"
 #include "refusal.h"
 #include "registry.h"
 #include "serve.h"
+#include "text.h"
 
 #define DEFAULT_DB "/var/lib/edgetrust-cloud/registry.db"
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 struct cmd;
 struct args {
@@ -51,6 +55,7 @@ enum {
 	O_DB = 1000, O_JSON, O_FOR, O_SINCE, O_STATE, O_DIR, O_FORCE, O_LIMIT, O_LOG,
 	O_INSTANCE, O_BHOST, O_BPORT, O_BUSER, O_BPWF, O_BTLS, O_BCAFILE, O_BCAPATH, O_PHOST,
 	O_PPORT, O_PTLS, O_PNOTLS, O_DEVCA, O_AUTO, O_BATCH, O_POLL, O_ACCOUNTS, O_PLUGIN, O_HELP,
+	O_TRATE, O_TBURST, O_TBYTES, O_TDEVS,
 };
 
 struct cmd {
@@ -90,6 +95,10 @@ static const struct option all_options[] = {
 	{ "poll-ms", required_argument, NULL, O_POLL },
 	{ "accounts", required_argument, NULL, O_ACCOUNTS },
 	{ "plugin", required_argument, NULL, O_PLUGIN },
+	{ "telemetry-rate", required_argument, NULL, O_TRATE },
+	{ "telemetry-burst", required_argument, NULL, O_TBURST },
+	{ "telemetry-max-bytes", required_argument, NULL, O_TBYTES },
+	{ "telemetry-devices", required_argument, NULL, O_TDEVS },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -120,11 +129,19 @@ static const char *option_help(int id)
 	case O_PNOTLS: return "--public-no-tls      tell devices not to use TLS (tests, local demo)";
 	case O_DEVCA: return "--device-ca FILE     CA certificate (PEM) sealed into device credentials";
 	case O_AUTO: return "--auto-accept        accept activated devices without the operator";
-	case O_BATCH: return "--batch N            requests handled per transaction (default 500)";
+	case O_BATCH: return "--batch N            messages handled per transaction (default 500)";
 	case O_POLL: return "--poll-ms MS         how often to look for operator changes (default 1000)";
 	case O_ACCOUNTS: return "--accounts MODE      device broker logins: registry (default; the edgetrust\n"
 				 "                       mosquitto plugin reads the database) or dynsec";
 	case O_PLUGIN: return "--plugin PATH        the edgetrust mosquitto plugin (default " ET_BROKER_PLUGIN ")";
+	case O_TRATE: return "--telemetry-rate N   records/s per device, more are refused (default "
+			      STR(LIM_DEFAULT_RATE) "; 0 = no limit)";
+	case O_TBURST: return "--telemetry-burst N  records a device may send at once (default "
+			       STR(LIM_DEFAULT_BURST) ")";
+	case O_TBYTES: return "--telemetry-max-bytes N  largest device data message (default "
+			       STR(LIM_DEFAULT_BYTES) ")";
+	case O_TDEVS: return "--telemetry-devices N  devices the rate limiter tracks (default "
+			      STR(LIM_DEFAULT_DEVICES) ")";
 	case O_HELP: return "--help               this help";
 	}
 	return "";
@@ -439,9 +456,10 @@ static cJSON *device_json(const struct device *d, bool full)
 	return o;
 }
 
+/* All JSON output: valid UTF-8 and free of terminal controls whatever the registry holds. */
 static int print_json(cJSON *o)
 {
-	char *t = cJSON_Print(o);
+	char *t = text_json_print(o);
 	cJSON_Delete(o);
 	if (!t)
 		return EC_FAILURE;
@@ -479,7 +497,7 @@ static int list_devices(struct args *a, const char *state, bool pending_view)
 			cJSON_AddItemToArray(arr, o);
 		}
 		else
-			printf("%-24s %-10s v%-7" PRId64 " %-8s %-6s %.16s%s\n", d->serial, d->state,
+			printf("%-24s %-10s v%-7" PRId64 " %-8s %-6s %.16s%s\n", text_tty(d->serial), d->state,
 			       d->issued_version, d->broker_state,
 			       d->online < 0 ? "-" : d->online ? "yes" : "no", d->fpr[0] ? d->fpr : "-",
 			       d->rekey_pem ? " (re-key requested)" : "");
@@ -543,7 +561,8 @@ static int cmd_show(struct args *a)
 		cJSON_ArrayForEach(it, o)
 		{
 			char *v = cJSON_IsString(it) ? NULL : cJSON_PrintUnformatted(it);
-			printf("%-20s %s\n", it->string, v ? v : it->valuestring);
+			/* device-supplied text (status, reported settings, audit details) */
+			printf("%-20s %s\n", it->string, text_tty(v ? v : it->valuestring));
 			free(v);
 		}
 		cJSON_Delete(o);
@@ -736,11 +755,11 @@ static int cmd_telemetry(struct args *a)
 			}
 			cJSON_AddItemToArray(arr, o);
 		} else {
+			/* device-supplied text: never raw onto the operator's terminal */
 			printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cdb_cell(rows, i, 0), cdb_cell(rows, i, 1),
-			       cdb_cell(rows, i, 2) ? cdb_cell(rows, i, 2) : "-",
-			       cdb_cell(rows, i, 3) ? cdb_cell(rows, i, 3) : "-", v ? v : "null",
-			       cdb_cell(rows, i, 5) ? cdb_cell(rows, i, 5) : "-",
-			       cdb_cell(rows, i, 6) ? cdb_cell(rows, i, 6) : "-");
+			       text_tty(cdb_cell(rows, i, 2)), text_tty(cdb_cell(rows, i, 3)),
+			       v ? v : "null", text_tty(cdb_cell(rows, i, 5)),
+			       text_tty(cdb_cell(rows, i, 6)));
 		}
 	}
 	cdb_rows_free(rows);
@@ -785,8 +804,9 @@ static int cmd_audit(struct args *a)
 			cJSON_AddItemToArray(arr, o);
 		} else {
 			printf("%s\t%s\t%s\t%s\t%s\t%s\n", cdb_cell(rows, i, 0), cdb_cell(rows, i, 1),
-			       cdb_cell(rows, i, 2) ? cdb_cell(rows, i, 2) : "-", cdb_cell(rows, i, 3),
-			       cdb_cell(rows, i, 4), cdb_cell(rows, i, 5) ? cdb_cell(rows, i, 5) : "");
+			       text_tty(cdb_cell(rows, i, 2)), text_tty(cdb_cell(rows, i, 3)),
+			       text_tty(cdb_cell(rows, i, 4)),
+			       cdb_cell(rows, i, 5) ? text_tty(cdb_cell(rows, i, 5)) : "");
 		}
 	}
 	cdb_rows_free(rows);
@@ -927,7 +947,8 @@ static const int o_audit[] = { O_DB, O_LOG, O_JSON, O_LIMIT, 0 };
 static const int o_init[] = { O_DIR, O_FORCE, O_LOG, O_ACCOUNTS, O_DB, O_PLUGIN, 0 };
 static const int o_serve[] = { O_DB, O_LOG, O_INSTANCE, O_BHOST, O_BPORT, O_BUSER, O_BPWF,
 			       O_BTLS, O_BCAFILE, O_BCAPATH, O_PHOST, O_PPORT, O_PTLS, O_PNOTLS,
-			       O_DEVCA, O_AUTO, O_BATCH, O_POLL, O_ACCOUNTS, 0 };
+			       O_DEVCA, O_AUTO, O_BATCH, O_POLL, O_ACCOUNTS, O_TRATE, O_TBURST,
+			       O_TBYTES, O_TDEVS, 0 };
 
 static const struct cmd commands[] = {
 	{ "activate", cmd_activate, 1, 1000000, "activate SERIAL... [--for DURATION]",
@@ -1042,7 +1063,9 @@ int main(int argc, char **argv)
 	a.serve = (struct serve_opts){ .instance = host, .broker_host = "127.0.0.1", .broker_port = 1883,
 				       .broker_user = DYNSEC_CLOUD_USER, .public_tls = -1,
 				       .batch_max = 500, .poll_ms = 1000,
-				       .accounts = ACCOUNTS_REGISTRY };
+				       .accounts = ACCOUNTS_REGISTRY, .tel_rate = LIM_DEFAULT_RATE,
+				       .tel_burst = LIM_DEFAULT_BURST, .tel_max_bytes = LIM_DEFAULT_BYTES,
+				       .tel_devices = LIM_DEFAULT_DEVICES };
 	argc--;
 	argv++;
 	opterr = 0;
@@ -1118,6 +1141,27 @@ int main(int argc, char **argv)
 				goto bad_value;
 			break;
 		case O_PLUGIN: a.plugin = optarg; break;
+		case O_TRATE:
+			if (parse_int(optarg, 0, 100000000, &v) < 0)
+				goto bad_value;
+			a.serve.tel_rate = (int)v;
+			break;
+		case O_TBURST:
+			/* a message of PROTO_MAX_RECORDS must fit, or it would never be taken */
+			if (parse_int(optarg, PROTO_MAX_RECORDS, 100000000, &v) < 0)
+				goto bad_value;
+			a.serve.tel_burst = (int)v;
+			break;
+		case O_TBYTES:
+			if (parse_int(optarg, 256, PROTO_MAX_PAYLOAD, &v) < 0)
+				goto bad_value;
+			a.serve.tel_max_bytes = (int)v;
+			break;
+		case O_TDEVS:
+			if (parse_int(optarg, LIM_PROBE, 10000000, &v) < 0)
+				goto bad_value;
+			a.serve.tel_devices = (int)v;
+			break;
 		}
 		continue;
 bad_value:

@@ -56,6 +56,53 @@ struct cJSON;
 bool proto_epoch(const struct cJSON *j, int64_t *ret);
 
 /*
+ * Device data (src/cloud/proto_data.c, docs/protocol.md "Telemetry validation"): the payloads
+ * of et/v1/<serial>/telemetry, /status and /settings/reported, checked completely before
+ * anything is stored, so that nothing a device sends can make a database statement fail.
+ *
+ * Message rules (all or nothing): at most PROTO_MAX_PAYLOAD bytes, well-formed UTF-8 without
+ * NUL, a JSON object, "v" exactly 1, "serial" absent or the topic's serial; telemetry also a
+ * valid "epoch" and 1..PROTO_MAX_RECORDS records. Record rules (a bad record is refused alone):
+ * "seq" an integer in 1..PROTO_MAX_SEQ, "ts" an integer of magnitude <= PROTO_MAX_SEQ, "device"
+ * and "point" strings of 1..PROTO_MAX_NAME bytes, "unit" absent, null or a string of at most
+ * PROTO_MAX_UNIT bytes, "q" one of the qualities, "value" a finite number when "q" is "ok" and
+ * null or absent otherwise.
+ */
+#define PROTO_MAX_SEQ 9007199254740991LL /* 2^53 - 1: every integer up to it is exact */
+#define PROTO_MAX_NAME 64
+#define PROTO_MAX_UNIT 32
+struct proto_rec {
+	int64_t seq, ts;
+	const char *device, *point, *unit, *q; /* point into the message's tree; unit may be NULL */
+	bool has_value;
+	double value;
+};
+struct proto_tel {
+	int64_t epoch;
+	struct proto_rec *rec; /* the valid records */
+	size_t n;
+	size_t nbad;           /* records refused (not stored, not acknowledged) */
+	char bad_reason[128];  /* why the first of them was refused */
+	struct cJSON *root;
+};
+/* 0: *ret holds the valid records (maybe none); -1: the whole message is refused (reason).
+ * *ret_nrecords (may be NULL) gets the number of records the message claims, when known. */
+int proto_parse_telemetry(const char *topic_serial, const void *payload, size_t len,
+			  struct proto_tel *ret, size_t *ret_nrecords, char *reason, size_t reason_len);
+void proto_tel_clear(struct proto_tel *t);
+
+/* status and settings/reported: the message rules above; *ret_json is the payload re-printed
+ * (malloc'd) to store. Status also yields "online" (-1 unknown) and "cred_version" (0 = none). */
+struct proto_status {
+	int online;
+	int64_t cred_version;
+};
+int proto_parse_status(const char *topic_serial, const void *payload, size_t len, char **ret_json,
+		       struct proto_status *ret, char *reason, size_t reason_len);
+int proto_parse_reported(const char *topic_serial, const void *payload, size_t len,
+			 char **ret_json, char *reason, size_t reason_len);
+
+/*
  * Telemetry acknowledgements (et/v1/<serial>/telemetry/ack, docs/protocol.md): the sequence
  * numbers of one committed batch, per device and spool epoch, sent as sorted, merged ranges
  * {"v":1,"serial":"S","epoch":E,"ranges":[[lo,hi],...]} of at most PROTO_ACK_MAX_RANGES ranges

@@ -25,6 +25,7 @@
 #define RF_TELEMETRY_RATE "telemetry-rate"       /* over the per-device rate limit */
 #define RF_TELEMETRY_SIZE "telemetry-size"       /* over the payload size limit */
 #define RF_STATUS_BAD "status-invalid"           /* status or reported settings refused */
+#define RF_TELEMETRY_DBERR "telemetry-db-error"  /* a message the database failed to store */
 
 /* Adds n to (serial, reason); serial NULL or not in the registry counts under "". */
 int reg_refusal_add(reg *r, const char *serial, const char *reason, long n);

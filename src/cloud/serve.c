@@ -35,6 +35,7 @@
 #include "dynsec.h"
 #include "edgetrust/edgetrust.h"
 #include "exitcodes.h"
+#include "ingest.h"
 #include "log.h"
 #include "mq.h"
 #include "proto.h"
@@ -59,6 +60,7 @@ struct server {
 	int public_port;
 	bool public_tls;
 	unsigned long registrations, issued, refused;
+	struct ingest *ingest; /* device data: ingest.c */
 };
 
 enum item_kind { IT_REGISTER, IT_WORK };
@@ -727,124 +729,6 @@ static void refuse_now(struct server *s, const char *serial, const char *reason,
 	free(reply);
 }
 
-/* Registry accounts: a device reporting the current credential version in its status has
- * switched to it, so the password before the rotation stops working. */
-static void confirm_cred_version(struct server *s, const char *serial, const cJSON *status)
-{
-	const cJSON *cv = cJSON_GetObjectItemCaseSensitive(status, "cred_version");
-	long changed = 0;
-	char detail[48];
-
-	if (s->o->accounts != ACCOUNTS_REGISTRY || !cJSON_IsNumber(cv) || cv->valuedouble < 1 ||
-	    cv->valuedouble > 4294967295.0)
-		return;
-	if (reg_account_confirm(s->r, serial, (int64_t)cv->valuedouble, &changed) != CDB_OK) {
-		cl_log(CL_ERR, "%s: broker account update: %s", serial, cdb_errmsg(s->r->db));
-		return;
-	}
-	if (changed) {
-		snprintf(detail, sizeof(detail), "device uses version %.0f", cv->valuedouble);
-		reg_audit(s->r, serial, "rotate-confirmed", detail);
-		cl_log(CL_INFO, "%s: credential version %.0f in use; the previous password no longer "
-				"works", serial, cv->valuedouble);
-	}
-}
-
-static void handle_data(struct server *s, const char *serial, const char *kind,
-			const struct mq_msg *m, struct proto_acks *acks)
-{
-	cJSON *root = NULL;
-	char tb[24], ob[24];
-
-	if (m->len > PROTO_MAX_PAYLOAD) {
-		cl_log(CL_WARNING, "%s: %s payload too large (%zu bytes); dropped", serial, kind, m->len);
-		return;
-	}
-	root = cJSON_ParseWithLength(m->payload, m->len);
-	if (!cJSON_IsObject(root)) {
-		cl_log(CL_WARNING, "%s: malformed %s JSON; dropped", serial, kind);
-		goto out;
-	}
-	if (!strcmp(kind, "telemetry")) {
-		cJSON *recs = cJSON_GetObjectItemCaseSensitive(root, "records"), *rec;
-		long stored = 0, dup = 0;
-		int64_t epoch;
-		/* Readings are named by (epoch, seq): stored under a wrong epoch they could shadow
-		 * others, so a message with a broken epoch is not stored (and not acknowledged). */
-		if (!proto_epoch(cJSON_GetObjectItemCaseSensitive(root, "epoch"), &epoch)) {
-			cl_log(CL_WARNING, "%s: telemetry with an invalid \"epoch\" (not an integer in "
-					   "0..2^53); dropped", serial);
-			goto out;
-		}
-		if (!cJSON_IsArray(recs) || cJSON_GetArraySize(recs) < 1 ||
-		    cJSON_GetArraySize(recs) > PROTO_MAX_RECORDS) {
-			cl_log(CL_WARNING, "%s: telemetry without 1..%d records; dropped", serial,
-			       PROTO_MAX_RECORDS);
-			goto out;
-		}
-		cJSON_ArrayForEach(rec, recs)
-		{
-			cJSON *seq = cJSON_GetObjectItemCaseSensitive(rec, "seq");
-			cJSON *ts = cJSON_GetObjectItemCaseSensitive(rec, "ts");
-			cJSON *dev = cJSON_GetObjectItemCaseSensitive(rec, "device");
-			cJSON *pt = cJSON_GetObjectItemCaseSensitive(rec, "point");
-			cJSON *val = cJSON_GetObjectItemCaseSensitive(rec, "value");
-			cJSON *unit = cJSON_GetObjectItemCaseSensitive(rec, "unit");
-			cJSON *q = cJSON_GetObjectItemCaseSensitive(rec, "q");
-			char vb[64];
-			long ins = 0;
-			if (!cJSON_IsNumber(seq) || seq->valuedouble < 0 || seq->valuedouble > 9e18) {
-				cl_log(CL_WARNING, "%s: telemetry record without a valid seq; skipped", serial);
-				continue;
-			}
-			if (cJSON_IsNumber(val))
-				snprintf(vb, sizeof(vb), "%.17g", val->valuedouble);
-			if (reg_telemetry_insert(s->r, serial, epoch, (int64_t)seq->valuedouble,
-						 cJSON_IsNumber(ts) ? (int64_t)ts->valuedouble : 0,
-						 cJSON_IsString(dev) ? dev->valuestring : NULL,
-						 cJSON_IsString(pt) ? pt->valuestring : NULL,
-						 cJSON_IsNumber(val) ? vb : NULL,
-						 cJSON_IsString(unit) ? unit->valuestring : NULL,
-						 cJSON_IsString(q) ? q->valuestring : NULL, &ins) != CDB_OK) {
-				cl_log(CL_ERR, "%s: telemetry insert: %s", serial, cdb_errmsg(s->r->db));
-				goto out;
-			}
-			if (ins)
-				stored++;
-			else
-				dup++;
-			/* Stored now or before: acknowledged to the device once the batch commits. */
-			if (acks && proto_acks_add(acks, serial, epoch, (int64_t)seq->valuedouble) < 0)
-				cl_log(CL_WARNING, "%s: out of memory for the ack of seq %.0f; the device "
-						   "sends it again", serial, seq->valuedouble);
-		}
-		cl_log(CL_DEBUG, "%s: telemetry %ld stored, %ld duplicates", serial, stored, dup);
-	} else if (!strcmp(kind, "status")) {
-		cJSON *on = cJSON_GetObjectItemCaseSensitive(root, "online");
-		char *txt = cJSON_PrintUnformatted(root);
-		const char *p[] = { txt, reg_i64(cJSON_IsBool(on) ? cJSON_IsTrue(on) : -1, ob),
-				    reg_i64(reg_now(), tb), serial };
-		if (txt && cdb_exec(s->r->db,
-				    "UPDATE devices SET status_json = ?, online = CAST(? AS INTEGER),"
-				    " last_seen = CAST(? AS BIGINT) WHERE serial = ?",
-				    4, p) != CDB_OK)
-			cl_log(CL_ERR, "%s: status update: %s", serial, cdb_errmsg(s->r->db));
-		free(txt);
-		confirm_cred_version(s, serial, root);
-	} else {
-		char *txt = cJSON_PrintUnformatted(root);
-		const char *p[] = { txt, reg_i64(reg_now(), tb), serial };
-		if (txt && cdb_exec(s->r->db,
-				    "UPDATE devices SET reported_json = ?, last_seen = CAST(? AS BIGINT)"
-				    " WHERE serial = ?",
-				    3, p) != CDB_OK)
-			cl_log(CL_ERR, "%s: reported settings update: %s", serial, cdb_errmsg(s->r->db));
-		free(txt);
-	}
-out:
-	cJSON_Delete(root);
-}
-
 /* Telemetry acks go out only after the batch's commit (docs/protocol.md, "Delivery end to
  * end"): retained, so a device that reconnects gets the latest one at once. */
 static void publish_ack(const char *serial, const char *json, size_t len, void *ud)
@@ -930,9 +814,11 @@ static void handle_messages(struct server *s, struct mq_msg *msgs)
 			}
 			if (!acks)
 				acks = proto_acks_new();
-			handle_data(s, serial, rest, m, acks);
+			ingest_message(s->ingest, serial, rest, m->payload, m->len, acks);
 		}
 	}
+	/* cdb_commit fails unless the database really committed (PostgreSQL answers COMMIT of an
+	 * aborted transaction with a rollback, not an error): then nothing is acknowledged. */
 	if (data_tx && cdb_commit(s->r->db) != CDB_OK)
 		cl_log(CL_ERR, "database commit of device data failed: %s; not acknowledged, the "
 			       "devices send it again", cdb_errmsg(s->r->db));
@@ -1039,6 +925,10 @@ int cloud_serve(const struct serve_opts *o)
 		ec = EC_DB;
 		goto out;
 	}
+	if (!(s.ingest = ingest_new(s.r, o))) {
+		cl_log(CL_ERR, "out of memory for the telemetry rate limiter (--telemetry-devices)");
+		goto out;
+	}
 	/* A fixed client id per instance and a persistent session: the broker keeps what devices
 	 * send (telemetry, requests) while this instance is away (docs/protocol.md, "Delivery end
 	 * to end"). Instance names must therefore be unique. */
@@ -1093,6 +983,7 @@ int cloud_serve(const struct serve_opts *o)
 	ec = EC_OK;
 out:
 	mq_free(s.mq);
+	ingest_free(s.ingest);
 	reg_close(s.r);
 	et_secret_free(pw);
 	free(s.device_ca);

@@ -32,6 +32,11 @@ struct serve_opts {
 	int batch_max;
 	int poll_ms;
 	enum serve_accounts accounts;
+	/* Per-device telemetry limits (src/cloud/limits.h, docs/edgetrust-cloud.md). */
+	int tel_rate;      /* records/s; 0 = unlimited */
+	int tel_burst;     /* records */
+	int tel_max_bytes; /* per data message */
+	int tel_devices;   /* devices tracked by the rate limiter */
 };
 
 int cloud_serve(const struct serve_opts *o);

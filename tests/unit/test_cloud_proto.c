@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* edgetrust-cloud payload parsing (src/cloud/proto.c): topics, registration requests of every
- * bad shape, passwords and credentials, telemetry acknowledgements. */
+/* edgetrust-cloud payload parsing (src/cloud/proto.c, proto_data.c): topics, registration
+ * requests of every bad shape, passwords and credentials, telemetry acknowledgements; device
+ * data (telemetry, status, reported) with every value adversary issue 10 found stored wrongly;
+ * output escaping (text.c) and the per-device rate limiter's bound (limits.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +17,9 @@
 #include <string.h>
 
 #include "edgetrust/edgetrust.h"
+#include "limits.h"
 #include "proto.h"
+#include "text.h"
 
 static char *pubkey_pem(unsigned bits)
 {
@@ -315,6 +319,223 @@ static void test_epoch(void **state)
 	}
 }
 
+/* One record in a message; returns what the parser made of it (-1: message refused,
+ * 0: record refused, 1: record accepted, *ret filled). */
+static int one_record(const char *rec_json, struct proto_rec *ret)
+{
+	char buf[1024], reason[256];
+	struct proto_tel t;
+	snprintf(buf, sizeof(buf), "{\"v\":1,\"epoch\":7,\"records\":[%s]}", rec_json);
+	if (proto_parse_telemetry("SN1", buf, strlen(buf), &t, NULL, reason, sizeof(reason)) < 0)
+		return -1;
+	int r = t.n == 1;
+	if (r) {
+		*ret = t.rec[0];
+		ret->device = ret->point = ret->unit = ret->q = NULL; /* freed with the tree */
+	}
+	assert_int_equal(t.n + t.nbad, 1);
+	proto_tel_clear(&t);
+	return r;
+}
+
+#define REC(extra) "{\"seq\":5,\"ts\":1700000000000,\"device\":\"plc1\",\"point\":\"temp\"," extra "}"
+
+static void test_telemetry_records(void **state)
+{
+	struct proto_rec r;
+	(void)state;
+	assert_int_equal(one_record(REC("\"value\":21.5,\"unit\":\"degC\",\"q\":\"ok\""), &r), 1);
+	assert_int_equal(r.seq, 5);
+	assert_int_equal(r.ts, 1700000000000LL);
+	assert_true(r.has_value);
+	assert_true(r.value == 21.5);
+	assert_int_equal(one_record(REC("\"value\":null,\"q\":\"timeout\""), &r), 1);
+	assert_false(r.has_value);
+	assert_int_equal(one_record(REC("\"q\":\"io\""), &r), 1);
+	/* issue 10: +-1e309 (infinity to cJSON) was stored as 0.0 with q=ok */
+	assert_int_equal(one_record(REC("\"value\":1e309,\"q\":\"ok\""), &r), 0);
+	assert_int_equal(one_record(REC("\"value\":-1e309,\"q\":\"ok\""), &r), 0);
+	assert_int_equal(one_record(REC("\"q\":\"ok\""), &r), 0);
+	assert_int_equal(one_record(REC("\"value\":\"1\",\"q\":\"ok\""), &r), 0);
+	assert_int_equal(one_record(REC("\"value\":1,\"q\":\"io\""), &r), 0);
+	assert_int_equal(one_record(REC("\"value\":1,\"q\":\"great\""), &r), 0);
+	/* seq 1.5 was truncated to 1; 2^53+1 collided with 2^53 */
+	static const char *bad_seq[] = { "1.5", "0", "-1", "9007199254740992", "9007199254740993",
+					 "1e300", "\"7\"", "null", "true" };
+	for (size_t i = 0; i < sizeof(bad_seq) / sizeof(bad_seq[0]); i++) {
+		char rec[256];
+		snprintf(rec, sizeof(rec), "{\"seq\":%s,\"ts\":1,\"device\":\"d\",\"point\":\"p\","
+			 "\"value\":1,\"q\":\"ok\"}", bad_seq[i]);
+		assert_int_equal(one_record(rec, &r), 0);
+	}
+	assert_int_equal(one_record("{\"seq\":9007199254740991,\"ts\":-1,\"device\":\"d\","
+				    "\"point\":\"p\",\"q\":\"crc\"}", &r), 1);
+	assert_int_equal(r.seq, 9007199254740991LL);
+	/* ts 1e300 was stored as INT64_MIN */
+	static const char *bad_ts[] = { "1e300", "-1e300", "1.5", "9007199254740992", "null", "\"1\"" };
+	for (size_t i = 0; i < sizeof(bad_ts) / sizeof(bad_ts[0]); i++) {
+		char rec[256];
+		snprintf(rec, sizeof(rec), "{\"seq\":1,\"ts\":%s,\"device\":\"d\",\"point\":\"p\","
+			 "\"value\":1,\"q\":\"ok\"}", bad_ts[i]);
+		assert_int_equal(one_record(rec, &r), 0);
+	}
+	/* texts: present, bounded, no NUL (\u0000 would cut them) */
+	assert_int_equal(one_record("{\"seq\":1,\"ts\":1,\"point\":\"p\",\"q\":\"io\"}", &r), 0);
+	assert_int_equal(one_record("{\"seq\":1,\"ts\":1,\"device\":\"\",\"point\":\"p\",\"q\":\"io\"}", &r), 0);
+	assert_int_equal(one_record("{\"seq\":1,\"ts\":1,\"device\":\"d\\u0000x\",\"point\":\"p\",\"q\":\"io\"}", &r), -1); /* the whole message */
+	assert_int_equal(one_record("{\"seq\":1,\"ts\":1,\"device\":\"d\",\"point\":"
+				    "\"01234567890123456789012345678901234567890123456789012345678901234\","
+				    "\"q\":\"io\"}", &r), 0);
+	assert_int_equal(one_record("{\"seq\":1,\"ts\":1,\"device\":\"d\",\"point\":\"p\",\"q\":\"io\","
+				    "\"unit\":\"012345678901234567890123456789012\"}", &r), 0);
+	assert_int_equal(one_record("{\"seq\":1,\"ts\":1,\"device\":\"d\",\"point\":\"caf\\u00e9\","
+				    "\"q\":\"io\"}", &r), 1);
+}
+
+static int message(const char *json)
+{
+	char reason[256];
+	struct proto_tel t;
+	int r = proto_parse_telemetry("SN1", json, strlen(json), &t, NULL, reason, sizeof(reason));
+	if (r == 0)
+		proto_tel_clear(&t);
+	return r;
+}
+
+static void test_telemetry_messages(void **state)
+{
+	(void)state;
+	assert_int_equal(message("{\"v\":1,\"records\":[" REC("\"q\":\"io\"") "]}"), 0);
+	assert_int_equal(message("{\"v\":1,\"serial\":\"SN1\",\"records\":[" REC("\"q\":\"io\"") "]}"), 0);
+	/* issue 10: "v":99 was accepted; a payload naming another serial was stored */
+	assert_int_equal(message("{\"v\":99,\"records\":[" REC("\"q\":\"io\"") "]}"), -1);
+	assert_int_equal(message("{\"records\":[" REC("\"q\":\"io\"") "]}"), -1);
+	assert_int_equal(message("{\"v\":1,\"serial\":\"SN2\",\"records\":[" REC("\"q\":\"io\"") "]}"), -1);
+	assert_int_equal(message("{\"v\":1,\"serial\":7,\"records\":[" REC("\"q\":\"io\"") "]}"), -1);
+	assert_int_equal(message("{\"v\":1,\"epoch\":1.5,\"records\":[" REC("\"q\":\"io\"") "]}"), -1);
+	assert_int_equal(message("{\"v\":1,\"records\":[]}"), -1);
+	assert_int_equal(message("{\"v\":1,\"records\":{}}"), -1);
+	assert_int_equal(message("[1]"), -1);
+	/* issue 2: invalid UTF-8 anywhere refuses the message before any SQL sees it */
+	assert_int_equal(message("{\"v\":1,\"records\":[{\"seq\":1,\"ts\":1,\"device\":\"d\","
+				 "\"point\":\"\xff\xfe\",\"q\":\"io\"}]}"), -1);
+	assert_int_equal(message("{\"v\":1,\"x\":\"\xc0\xaf\",\"records\":[" REC("\"q\":\"io\"") "]}"), -1);
+	assert_int_equal(message("{\"v\":1,\"x\":\"\xed\xa0\x80\",\"records\":[" REC("\"q\":\"io\"") "]}"), -1);
+	char nul[] = "{\"v\":1,\"records\":[" REC("\"q\":\"io\"") "]}";
+	nul[3] = '\0';
+	char reason[256];
+	struct proto_tel t;
+	assert_int_equal(proto_parse_telemetry("SN1", nul, sizeof(nul) - 1, &t, NULL, reason,
+					       sizeof(reason)), -1);
+	/* 501 records: refused whole; a bad record among good ones is refused alone */
+	size_t cap = 600 * 120, len = 0;
+	char *big = malloc(cap);
+	len += (size_t)snprintf(big + len, cap - len, "{\"v\":1,\"records\":[");
+	for (int i = 1; i <= 501; i++)
+		len += (size_t)snprintf(big + len, cap - len, "%s{\"seq\":%d,\"ts\":1,\"device\":\"d\","
+					"\"point\":\"p\",\"q\":\"io\"}", i > 1 ? "," : "", i);
+	snprintf(big + len, cap - len, "]}");
+	assert_int_equal(message(big), -1);
+	free(big);
+	size_t n = 0;
+	const char *mixed = "{\"v\":1,\"records\":[" REC("\"q\":\"io\"") ",{\"seq\":1.5},"
+			    REC("\"value\":2,\"q\":\"ok\"") "]}";
+	assert_int_equal(proto_parse_telemetry("SN1", mixed, strlen(mixed), &t, &n, reason,
+					       sizeof(reason)), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(t.n, 2);
+	assert_int_equal(t.nbad, 1);
+	assert_non_null(strstr(t.bad_reason, "seq 1.5"));
+	proto_tel_clear(&t);
+}
+
+static void test_status_reported(void **state)
+{
+	char reason[256], *json = NULL;
+	struct proto_status st;
+	const char *ok = "{\"v\":1,\"online\":true,\"cred_version\":3,\"spool_depth\":1e309}";
+	(void)state;
+	assert_int_equal(proto_parse_status("SN1", ok, strlen(ok), &json, &st, reason, sizeof(reason)), 0);
+	assert_int_equal(st.online, 1);
+	assert_int_equal(st.cred_version, 3);
+	assert_null(strstr(json, "inf"));
+	free(json);
+	const char *bad[] = { "{\"v\":2,\"online\":true}", "{\"v\":1,\"serial\":\"SN2\"}",
+			      "{\"v\":1,\"x\":\"\xff\"}", "nope", "" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(proto_parse_status("SN1", bad[i], strlen(bad[i]), &json, &st, reason,
+						    sizeof(reason)), -1);
+		assert_int_equal(proto_parse_reported("SN1", bad[i], strlen(bad[i]), &json, reason,
+						      sizeof(reason)), -1);
+	}
+	const char *cv = "{\"v\":1,\"cred_version\":2.5}";
+	assert_int_equal(proto_parse_status("SN1", cv, strlen(cv), &json, &st, reason, sizeof(reason)), 0);
+	assert_int_equal(st.cred_version, 0);
+	assert_int_equal(st.online, -1);
+	free(json);
+}
+
+static void test_text(void **state)
+{
+	(void)state;
+	assert_true(text_utf8_ok("caf\xc3\xa9 \xf0\x9f\x98\x80", 10));
+	assert_false(text_utf8_ok("\xff\xfe", 2));
+	assert_false(text_utf8_ok("\xc0\xaf", 2));          /* overlong '/' */
+	assert_false(text_utf8_ok("\xed\xa0\x80", 3));      /* surrogate */
+	assert_false(text_utf8_ok("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+	assert_false(text_utf8_ok("a\0b", 3));
+	assert_false(text_utf8_ok("\xe2\x82", 2));          /* cut short */
+	/* issue 11: escape sequences and CR/LF from point names reached the terminal raw */
+	assert_string_equal(text_tty("t\x1b[2J\r\n\xff\\x\xc2\x9b\x7f\xc3\xa9"),
+			    "t\\x1b[2J\\x0d\\x0a\\xff\\\\x\\xc2\\x9b\\x7f\xc3\xa9");
+	assert_string_equal(text_tty(NULL), "-");
+	char *u = text_escape("a\xff\xc3\xa9", TEXT_UTF8);
+	assert_string_equal(u, "a\xef\xbf\xbd\xc3\xa9");
+	free(u);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "point", "p\xff\xfe\x1b\xc2\x9b");
+	cJSON_AddStringToObject(o, "k\xff", "v");
+	char *t = text_json_print(o);
+	cJSON_Delete(o);
+	assert_true(text_utf8_ok(t, strlen(t)));
+	assert_null(strchr(t, 0x1b));
+	assert_null(strstr(t, "\xc2\x9b"));
+	assert_non_null(strstr(t, "\\u009b"));
+	o = cJSON_Parse(t);
+	assert_non_null(o);
+	cJSON_Delete(o);
+	free(t);
+}
+
+static void test_limits(void **state)
+{
+	(void)state;
+	/* 100 records/s, burst 500: a full burst, then refusal until the bucket refills */
+	struct lim_table *t = lim_new(64, 100, 500);
+	assert_true(lim_take(t, "A", 500, 1000));
+	assert_false(lim_take(t, "A", 1, 1000));
+	assert_true(lim_take(t, "B", 500, 1000)); /* another device is not affected */
+	assert_false(lim_take(t, "A", 100, 1500)); /* 50 tokens back after 0.5 s */
+	assert_true(lim_take(t, "A", 100, 2000));  /* a refusal took nothing: 100 after 1 s */
+	assert_true(lim_take(t, "A", 500, 100000)); /* refills up to the burst, no further */
+	assert_false(lim_take(t, "A", 1, 100000));
+	lim_free(t);
+	/* the table never grows: 10000 serials into 64 slots */
+	t = lim_new(64, 100, 500);
+	for (int i = 0; i < 10000; i++) {
+		char s[16];
+		snprintf(s, sizeof(s), "SN%d", i);
+		assert_true(lim_take(t, s, 1, i));
+		assert_true(lim_count(t) <= 64);
+	}
+	assert_int_equal(lim_count(t), 64);
+	lim_free(t);
+	/* rate 0: no limit */
+	t = lim_new(8, 0, 500);
+	assert_true(lim_take(t, "A", 1e9, 0));
+	lim_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +546,11 @@ int main(void)
 		cmocka_unit_test(test_password_alphabet),
 		cmocka_unit_test(test_acks),
 		cmocka_unit_test(test_epoch),
+		cmocka_unit_test(test_telemetry_records),
+		cmocka_unit_test(test_telemetry_messages),
+		cmocka_unit_test(test_status_reported),
+		cmocka_unit_test(test_text),
+		cmocka_unit_test(test_limits),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
