@@ -202,13 +202,16 @@ ET_EXPORT int et_key_public_pem(et_ctx *ctx, uint32_t key_handle, char **ret_pem
 /* Pure OpenSSL helpers, no TPM. */
 /* Fingerprint of a PEM public key (SHA-256 of its DER SubjectPublicKeyInfo), hex. */
 ET_EXPORT int et_pem_fingerprint(const char *pem, char ret_fpr[65]);
-/* Checks a PEM public key is RSA with at least min_bits (0 = 2048) and a sane exponent. */
+/* Checks a PEM public key: exactly one "-----BEGIN PUBLIC KEY-----" (SubjectPublicKeyInfo)
+ * block with only whitespace around it; RSA; a modulus of exactly 2048, 3072 or 4096 bits
+ * (min_bits, 0 = 2048, may allow 1024), odd and passing OpenSSL's SP 800-56B public-key check
+ * (no small factors, not a prime power); an odd exponent 65537 <= e < 2^256. */
 ET_EXPORT int et_pem_check_rsa(const char *pem, unsigned min_bits);
 
 /*
  * A device's RSA public key parsed once (0.3): a cloud checks, fingerprints and seals to the
  * same key per request without decoding its PEM again each time. et_pubkey_from_pem accepts
- * what et_pem_check_rsa(pem, 0) accepts (RSA, 2048..8192 bits, sane exponent) and fails with
+ * what et_pem_check_rsa(pem, 0) accepts (RSA, 2048..4096 bits, see above) and fails with
  * the same ET_E_PEM / ET_E_INVALID errors. et_pubkey_free accepts NULL.
  */
 typedef struct et_pubkey et_pubkey;
