@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "candidates.h"
+#include "exitcodes.h"
+#include "log.h"
 #include "refusal.h"
 
 static int64_t i64(const char *s)
@@ -218,4 +220,55 @@ void cand_print(const char *serial, const char *state, const struct key_cands *c
 		printf("%-24s %-9s WARNING: %zu different keys for one serial; compare with the "
 		       "device's registration record and run accept %s --key FINGERPRINT\n",
 		       serial, state, c->n, serial);
+}
+
+void cand_names(const struct key_cands *c, size_t skip, const char *prefix, char *buf,
+		size_t len)
+{
+	size_t o = strlen(buf);
+
+	for (size_t k = 0, nd = 0; k < c->n && o < len; k++)
+		if (k != skip) {
+			int w = snprintf(buf + o, len - o, "%s%.16s...", nd++ ? ", " : prefix,
+					 c->v[k].fpr);
+			if (w < 0)
+				break;
+			o += (size_t)w;
+		}
+}
+
+int cand_accept(struct device *d, const struct key_cands *c, const char *key, char *detail,
+		size_t detail_len)
+{
+	size_t i = 0;
+
+	switch (cand_pick(c, key, &i)) {
+	case CAND_PICKED:
+		break;
+	case CAND_NONE:
+		cl_log(CL_ERR, "%s: no candidate key to accept (state '%s'; allowed: pending, or "
+			       "accepted with a re-key request)", d->serial, d->state);
+		return EC_STATE;
+	case CAND_AMBIGUOUS:
+		cl_log(CL_ERR, "%s: %s; run `edgetrust-cloud pending`, compare the fingerprints with "
+			       "the device's registration record and accept one with --key FINGERPRINT",
+		       d->serial,
+		       key ? "--key matches more than one candidate key"
+			   : "more than one candidate key arrived for this serial (another holder "
+			     "of the serial may be trying to take it)");
+		return EC_KEY_CHOICE;
+	case CAND_NOMATCH:
+		cl_log(CL_ERR, "%s: no candidate key has fingerprint %s; `edgetrust-cloud pending` "
+			       "lists them", d->serial, key);
+		return EC_KEY_CHOICE;
+	}
+	free(d->pubkey_pem);
+	d->pubkey_pem = strdup(c->v[i].pem);
+	if (!d->pubkey_pem)
+		return EC_FAILURE;
+	snprintf(d->fpr, sizeof(d->fpr), "%s", c->v[i].fpr);
+	/* the audit row names the accepted key in full and the discarded ones */
+	snprintf(detail, detail_len, "key %s", d->fpr);
+	cand_names(c, i, "; discarded ", detail, detail_len);
+	return EC_OK;
 }

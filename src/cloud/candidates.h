@@ -72,6 +72,14 @@ enum cand_pick cand_pick(const struct key_cands *c, const char *prefix, size_t *
 /* PREFIX is CAND_PREFIX_MIN..64 hex digits. */
 bool cand_prefix_ok(const char *prefix);
 
+/* accept: pins d to the candidate cand_pick chooses; detail gets the audit text. An exit code
+ * (exitcodes.h), logged: EC_KEY_CHOICE when several candidates and no key, or key names none. */
+int cand_accept(struct device *d, const struct key_cands *c, const char *key, char *detail,
+		size_t detail_len);
+/* Appends "<prefix>fpr16..., fpr16..." of the candidates but index skip (SIZE_MAX = none). */
+void cand_names(const struct key_cands *c, size_t skip, const char *prefix, char *buf,
+		size_t len);
+
 /* [{"fingerprint","first_seen","last_seen","seen_count"[,"pubkey_pem"]}, ...] */
 cJSON *cand_json(const struct key_cands *c, bool with_pem);
 /* The operator's `pending` lines for one device. */

@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,45 +327,6 @@ static int cmd_activate(struct args *a)
 	return EC_OK;
 }
 
-/* accept: binds to exactly one candidate key, the only one or the one named by --key, so the
- * operator accepts the key they saw in `pending` (candidates.h). The others are discarded. */
-static int accept_key(struct device *d, const struct key_cands *c, const char *key,
-		      char *detail, size_t detail_len)
-{
-	size_t i = 0;
-
-	switch (cand_pick(c, key, &i)) {
-	case CAND_PICKED:
-		break;
-	case CAND_NONE:
-		wrong_state(d, "accept", "pending, or accepted with a re-key request");
-		return EC_STATE;
-	case CAND_AMBIGUOUS:
-		cl_log(CL_ERR, "%s: %s%s; run `edgetrust-cloud pending`, compare the fingerprints with "
-			       "the device's registration record and accept one with --key FINGERPRINT",
-		       d->serial, key ? "--key matches more than one candidate key" : "",
-		       key ? "" : "more than one candidate key arrived for this serial (another "
-				  "holder of the serial may be trying to take it)");
-		return EC_KEY_CHOICE;
-	case CAND_NOMATCH:
-		cl_log(CL_ERR, "%s: no candidate key has fingerprint %s; `edgetrust-cloud pending` "
-			       "lists them", d->serial, key);
-		return EC_KEY_CHOICE;
-	}
-	free(d->pubkey_pem);
-	d->pubkey_pem = strdup(c->v[i].pem);
-	if (!d->pubkey_pem)
-		return EC_FAILURE;
-	snprintf(d->fpr, sizeof(d->fpr), "%s", c->v[i].fpr);
-	/* the audit row names the accepted key in full and the discarded ones */
-	int o = snprintf(detail, detail_len, "key %s", d->fpr);
-	for (size_t k = 0, nd = 0; k < c->n && o > 0 && (size_t)o < detail_len; k++)
-		if (k != i)
-			o += snprintf(detail + o, detail_len - (size_t)o, "%s%.16s...",
-				      nd++ ? ", " : "; discarded ", c->v[k].fpr);
-	return EC_OK;
-}
-
 static int state_change(struct args *a, const char *cmd)
 {
 	const char *serial = a->argv[0];
@@ -401,7 +363,7 @@ static int state_change(struct args *a, const char *cmd)
 			ec = EC_STATE;
 			goto out;
 		}
-		if ((ec = accept_key(&d, &c, a->key, detail, sizeof(detail)))) {
+		if ((ec = cand_accept(&d, &c, a->key, detail, sizeof(detail)))) {
 			cdb_rollback(r->db);
 			goto out;
 		}
@@ -421,10 +383,7 @@ static int state_change(struct args *a, const char *cmd)
 			ec = EC_STATE;
 			goto out;
 		}
-		int o = 0;
-		for (size_t k = 0; k < c.n && (size_t)o < sizeof(detail); k++)
-			o += snprintf(detail + o, sizeof(detail) - (size_t)o, "%s%.16s...",
-				      k ? ", " : "rejected key ", c.v[k].fpr);
+		cand_names(&c, SIZE_MAX, "rejected key ", detail, sizeof(detail));
 	} else if (!strcmp(cmd, "revoke")) {
 		if (!pending && !accepted) {
 			cdb_rollback(r->db);
@@ -565,9 +524,10 @@ static int list_devices(struct args *a, const char *state, bool pending_view)
 		else
 			printf("%-24s %-10s v%-7" PRId64 " %-8s %-6s %.16s%s\n", d->serial, d->state,
 			       d->issued_version, d->broker_state,
-			       d->online < 0 ? "-" : d->online ? "yes" : "no", d->fpr[0] ? d->fpr : "-",
-			       c.n > 1 || (c.n && d->fpr[0]) ? " (several keys: see pending)"
-			       : c.n ? " (candidate key: see pending)" : "");
+			       d->online < 0 ? "-" : d->online ? "yes" : "no",
+			       d->fpr[0] ? d->fpr : c.n == 1 ? c.v[0].fpr : "-",
+			       c.n && d->fpr[0] ? " (re-key requested: see pending)"
+			       : c.n > 1 ? " (several candidate keys: see pending)" : "");
 	}
 	cand_free(&all);
 	for (size_t i = 0; i < n; i++)
