@@ -186,7 +186,6 @@ out:
 int et_pkey_check_rsa(EVP_PKEY *pkey, unsigned min_bits)
 {
 	BIGNUM *e = NULL, *n = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
 	int bits, r;
 
 	if (min_bits == 0)
@@ -234,25 +233,43 @@ int et_pkey_check_rsa(EVP_PKEY *pkey, unsigned min_bits)
 		OPENSSL_free(dec);
 		goto out;
 	}
-	/* OpenSSL's SP 800-56B public-key check: also no factor below 752, and n is not a prime
-	 * or a prime power (2^2048-1, for one, passes every check above). */
-	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-	if (!ctx) {
-		r = et_fail(ET_E_NOMEM, "out of memory checking a public key");
-		goto out;
-	}
-	if (EVP_PKEY_public_check(ctx) != 1) {
-		r = et_fail(ET_E_PEM, "the RSA modulus fails the SP 800-56B public-key check "
-				      "(small factors, or not a product of two primes): not a "
-				      "device key");
-		goto out;
+	/* SP 800-56B 6.4.2.2 (d): no prime factor below 752 (2^2048-1, for one, has 3). A few
+	 * microseconds; the composite test of the full check is what costs (et_pem_check_rsa). */
+	for (unsigned q = 3; q < 752; q += 2) {
+		bool prime = true;
+		for (unsigned d = 3; d * d <= q && prime; d += 2)
+			prime = q % d != 0;
+		if (prime && BN_mod_word(n, q) == 0) {
+			r = et_fail(ET_E_PEM, "the RSA modulus has the small factor %u: not a device key",
+				    q);
+			goto out;
+		}
 	}
 	r = 0;
 out:
 	ERR_clear_error();
-	EVP_PKEY_CTX_free(ctx);
 	BN_free(n);
 	BN_free(e);
+	return r;
+}
+
+/* OpenSSL's SP 800-56B public-key check (EVP_PKEY_public_check): the checks above and a
+ * Miller-Rabin test that n is composite and no prime power. That test is one full-size modular
+ * exponentiation (about 5 ms for RSA-2048, ten times the rest of a registration), so it runs
+ * where a key is about to be trusted (`accept`, et_pem_check_rsa), not for every request. */
+static int pkey_check_sp800_56b(EVP_PKEY *pkey)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	int r = 0;
+
+	if (!ctx)
+		r = et_fail(ET_E_NOMEM, "out of memory checking a public key");
+	else if (EVP_PKEY_public_check(ctx) != 1)
+		r = et_fail(ET_E_PEM, "the RSA modulus fails the SP 800-56B public-key check (a "
+				      "prime or prime power, not a product of two primes): not a "
+				      "device key");
+	ERR_clear_error();
+	EVP_PKEY_CTX_free(ctx);
 	return r;
 }
 
@@ -265,6 +282,8 @@ int et_pem_check_rsa(const char *pem, unsigned min_bits)
 	if (r < 0)
 		return r;
 	r = et_pkey_check_rsa(pkey, min_bits);
+	if (r == 0)
+		r = pkey_check_sp800_56b(pkey);
 	EVP_PKEY_free(pkey);
 	return r;
 }

@@ -19,7 +19,8 @@ ET_HIDDEN int et_pkey_fingerprint(EVP_PKEY *pkey, uint8_t ret[ET_FPR_LEN]);
 /* Lowercase hex of a raw fingerprint, with NUL. */
 ET_HIDDEN void et_fpr_hex(const uint8_t fpr[ET_FPR_LEN], char ret[65]);
 /* RSA (not RSA-PSS), a modulus of exactly a multiple of 1024 bits in min_bits (0 = 2048)
- * .. 4096, odd, odd exponent 65537 <= e < 2^256, and OpenSSL's SP 800-56B public check. */
+ * .. 4096, odd, without a prime factor below 752, odd exponent 65537 <= e < 2^256. Cheap:
+ * et_pem_check_rsa adds OpenSSL's full SP 800-56B check. */
 ET_HIDDEN int et_pkey_check_rsa(EVP_PKEY *pkey, unsigned min_bits);
 
 /* The parsed key behind the public et_pubkey handle; envelope.c seals with it. */

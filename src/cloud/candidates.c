@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "candidates.h"
+#include "edgetrust/edgetrust.h"
 #include "exitcodes.h"
 #include "log.h"
 #include "refusal.h"
@@ -261,6 +262,13 @@ int cand_accept(struct device *d, const struct key_cands *c, const char *key, ch
 		cl_log(CL_ERR, "%s: no candidate key has fingerprint %s; `edgetrust-cloud pending` "
 			       "lists them", d->serial, key);
 		return EC_KEY_CHOICE;
+	}
+	/* The full SP 800-56B check (too slow for every registration, see lib/pem.c) before the
+	 * key is trusted with credentials. */
+	if (et_pem_check_rsa(c->v[i].pem, 0) < 0) {
+		cl_log(CL_ERR, "%s: candidate key %.16s... is not acceptable: %s; reject it",
+		       d->serial, c->v[i].fpr, et_errmsg());
+		return EC_INPUT;
 	}
 	free(d->pubkey_pem);
 	d->pubkey_pem = strdup(c->v[i].pem);

@@ -72,8 +72,10 @@ enum cand_pick cand_pick(const struct key_cands *c, const char *prefix, size_t *
 /* PREFIX is CAND_PREFIX_MIN..64 hex digits. */
 bool cand_prefix_ok(const char *prefix);
 
-/* accept: pins d to the candidate cand_pick chooses; detail gets the audit text. An exit code
- * (exitcodes.h), logged: EC_KEY_CHOICE when several candidates and no key, or key names none. */
+/* accept: pins d to the candidate cand_pick chooses, after the full key check
+ * (et_pem_check_rsa); detail gets the audit text. An exit code (exitcodes.h), logged:
+ * EC_KEY_CHOICE when several candidates and no key, or key names none; EC_INPUT when the key
+ * fails the check. */
 int cand_accept(struct device *d, const struct key_cands *c, const char *key, char *detail,
 		size_t detail_len);
 /* Appends "<prefix>fpr16..., fpr16..." of the candidates but index skip (SIZE_MAX = none). */

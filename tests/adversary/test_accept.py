@@ -266,7 +266,8 @@ class AcceptAttackTest(unittest.TestCase):
         try:
             for i in range(600):
                 boot.publish(f"et/v1/{s}/register", reqs[i % len(reqs)], qos=1)
-            last = keys[0].register(self.c, client=boot)  # answered after all the others
+            # answered after all the others (slow under ASan: each request checks a key)
+            last = keys[0].register(self.c, client=boot, timeout=180)
             self.assertIsNotNone(last)
         finally:
             boot.loop_stop()
@@ -347,6 +348,28 @@ class AcceptAttackTest(unittest.TestCase):
             self.assertEqual(self.refusals(s, "register-invalid"), len(self.odd_pems()))
         # the serial still works for a proper key
         self.assertEqual(dev.register(self.c)["status"], "pending")
+
+    def test_prime_modulus_not_accepted(self):
+        """A prime modulus passes the per-request checks; the operator's accept runs the full
+        SP 800-56B check and refuses it: nothing is sealed to a key anyone can invert."""
+        s = "ADV-PRIME"
+        self.assertEqual(self.c.cli("activate", s).returncode, 0)
+        p = run(["openssl", "prime", "-generate", "-bits", "2048", "-hex"])
+        self.assertEqual(p.returncode, 0, p.err)
+        dev = SoftDevice(s)
+        req = dict(json.loads(dev.request()), pubkey_pem=spki_pem(int(p.out.strip(), 16)))
+        del req["fingerprint"]
+        r = dev.register(self.c, payload=json.dumps(req))
+        self.assertIn(r["status"], ("pending", "refused"), r)
+        w = self.watcher(s)
+        if r["status"] == "pending":
+            a = self.c.cli("accept", s)
+            self.assertEqual(a.returncode, 8, a.err)
+            self.assertIn("SP 800-56B", a.err)
+            self.assertEqual(self.c.device(s)["state"], "pending")
+        self.assertIsNone(wait_message(w, f"et/v1/{s}/register/reply", 2,
+                                       lambda m: b'"accepted"' in m.payload))
+        self.assertNotIn(s, self.c.device_logins())
 
     def test_hostile_registrations_refused(self):
         """The bad requests tests/cloud/test_cloud_badinput.py covers, from the attacker's
