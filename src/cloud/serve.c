@@ -120,8 +120,9 @@ static int needs_work(const struct server *s, const struct device *d)
 	return 0;
 }
 
-/* Pins the request's key and accepts the device at once (serve --auto-accept). */
-static void auto_accept(struct server *s, struct item *it)
+/* Pins the request's key and accepts the device at once (serve --auto-accept); the serial's
+ * only candidate, if it had one, is that key. */
+static void auto_accept(struct server *s, struct item *it, bool had_candidate)
 {
 	struct device *d = &it->dev;
 
@@ -131,7 +132,7 @@ static void auto_accept(struct server *s, struct item *it)
 	snprintf(d->state, sizeof(d->state), ST_ACCEPTED);
 	d->cred_version = d->issued_version + 1;
 	it->changed = true;
-	if (cand_delete_all(s->r, d->serial) != CDB_OK ||
+	if ((had_candidate && cand_delete_all(s->r, d->serial) != CDB_OK) ||
 	    reg_audit(s->r, d->serial, "accept", "serve --auto-accept") != CDB_OK)
 		it->db_failed = true;
 	it->issue = true;
@@ -173,7 +174,7 @@ static void offer_candidate(struct server *s, struct item *it, const char *first
 	}
 	/* --auto-accept takes a serial's only key; two keys for one serial wait for the operator. */
 	if (s->o->auto_accept && !strcmp(d->state, ST_PENDING) && n == 1) {
-		auto_accept(s, it);
+		auto_accept(s, it, true);
 		return;
 	}
 	it->status = "pending";
@@ -209,6 +210,14 @@ static void decide_register(struct server *s, struct item *it, int64_t now)
 			snprintf(it->reason, sizeof(it->reason), "activation expired");
 			if (reg_refusal_add(s->r, d->serial, RF_REGISTER_STATE, 1) != CDB_OK)
 				it->db_failed = true;
+			return;
+		}
+		/* An activated serial has no candidates (activate forgets them), so --auto-accept
+		 * pins this key at once: the statements of the bulk-registration path stay few. */
+		if (s->o->auto_accept) {
+			if (reg_audit(s->r, d->serial, "register", it->req.fpr) != CDB_OK)
+				it->db_failed = true;
+			auto_accept(s, it, false);
 			return;
 		}
 		offer_candidate(s, it, "register");
