@@ -3,6 +3,7 @@
  * RSA public keys as the cloud sees them: PEM SubjectPublicKeyInfo, identified by the SHA-256
  * of their DER encoding (the fingerprint bound into every credential envelope).
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,27 +17,81 @@
 
 #include "pem.h"
 
-/* Largest modulus we accept: the envelope's wrapped-key field is bounded to 1024 bytes. */
-#define ET_RSA_MAX_BITS 8192u
+/* Key sizes accepted from devices: TPM 2.0 RSA keys are 2048 (the device key), 3072 or 4096
+ * bits; a larger key only makes every seal slower for the cloud. */
+#define ET_RSA_MIN_BITS 2048u
+#define ET_RSA_MAX_BITS 4096u
 
+/* Whitespace as PEM allows it around and between lines. */
+static bool pem_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * Device keys come from devices the cloud does not trust yet, so the text is held to the one
+ * form `edgetrust key public` and `tpm2_readpublic -f pem` write: nothing but whitespace
+ * around exactly one "PUBLIC KEY" block (SubjectPublicKeyInfo), no PEM headers, and DER that
+ * re-encodes to itself (so a key has exactly one encoding and one fingerprint).
+ * PEM_read_bio_PUBKEY alone skips text before the block, ignores anything after it and reads
+ * the first of several blocks.
+ */
 int et_pem_read_public(const char *pem, EVP_PKEY **ret)
 {
+	static const char begin_spki[] = "-----BEGIN PUBLIC KEY-----";
+	static const char begin_pkcs1[] = "-----BEGIN RSA PUBLIC KEY-----";
 	BIO *bio = NULL;
 	EVP_PKEY *pkey = NULL;
-	int r;
+	char *name = NULL, *header = NULL;
+	unsigned char *data = NULL, *der = NULL;
+	long len = 0;
+	int r, der_len;
 
 	if (!pem || !ret)
 		return et_fail(ET_E_INVALID, "no public key PEM given");
+	while (pem_space(*pem))
+		pem++;
+	if (!strncmp(pem, begin_pkcs1, sizeof(begin_pkcs1) - 1))
+		return et_fail(ET_E_PEM,
+			       "a PKCS#1 \"RSA PUBLIC KEY\" block; give the SubjectPublicKeyInfo "
+			       "(\"-----BEGIN PUBLIC KEY-----\", as written by `edgetrust key public`; "
+			       "`openssl rsa -RSAPublicKey_in -pubout` converts)");
+	if (strncmp(pem, begin_spki, sizeof(begin_spki) - 1))
+		return et_fail(ET_E_PEM,
+			       "not a PEM public key (expected \"-----BEGIN PUBLIC KEY-----\" and "
+			       "nothing before it, as written by `edgetrust key public` or "
+			       "`tpm2_readpublic -f pem`)");
 	bio = BIO_new_mem_buf(pem, -1);
 	if (!bio) {
 		r = et_fail(ET_E_NOMEM, "out of memory reading a public key PEM");
 		goto out;
 	}
-	pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-	if (!pkey) {
+	if (!PEM_read_bio(bio, &name, &header, &data, &len) || strcmp(name, "PUBLIC KEY") ||
+	    header[0]) {
 		r = et_fail(ET_E_PEM,
-			    "not a PEM public key (expected \"-----BEGIN PUBLIC KEY-----\", as "
-			    "written by `edgetrust key public` or `tpm2_readpublic -f pem`)");
+			    "not a PEM public key (expected one \"-----BEGIN PUBLIC KEY-----\" block "
+			    "with base64 content and no headers, as written by `edgetrust key public` "
+			    "or `tpm2_readpublic -f pem`)");
+		goto out;
+	}
+	/* Only whitespace may follow the block: no second key, no trailing text. */
+	for (char c; BIO_read(bio, &c, 1) == 1;)
+		if (!pem_space(c)) {
+			r = et_fail(ET_E_PEM, "text after the \"-----END PUBLIC KEY-----\" line; give "
+					      "exactly one public key and nothing else");
+			goto out;
+		}
+	const unsigned char *p = data;
+	pkey = d2i_PUBKEY(NULL, &p, len);
+	if (!pkey || p != data + len) {
+		r = et_fail(ET_E_PEM, "the PEM block is not one DER SubjectPublicKeyInfo%s",
+			    pkey ? " (bytes after it)" : "");
+		goto out;
+	}
+	der_len = i2d_PUBKEY(pkey, &der);
+	if (der_len != len || memcmp(der, data, (size_t)len)) {
+		r = et_fail(ET_E_PEM, "the public key is not in canonical DER (it does not "
+				      "re-encode to the same bytes)");
 		goto out;
 	}
 	*ret = pkey;
@@ -45,6 +100,10 @@ int et_pem_read_public(const char *pem, EVP_PKEY **ret)
 out:
 	ERR_clear_error();
 	EVP_PKEY_free(pkey);
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_free(data);
+	OPENSSL_free(der);
 	BIO_free(bio);
 	return r;
 }
@@ -126,11 +185,11 @@ out:
 
 int et_pkey_check_rsa(EVP_PKEY *pkey, unsigned min_bits)
 {
-	BIGNUM *e = NULL;
+	BIGNUM *e = NULL, *n = NULL;
 	int bits, r;
 
 	if (min_bits == 0)
-		min_bits = 2048;
+		min_bits = ET_RSA_MIN_BITS;
 	/* EVP_PKEY_RSA only: an RSA-PSS key is signature-only and cannot receive an envelope. */
 	if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA) {
 		r = et_fail(ET_E_PEM,
@@ -139,37 +198,78 @@ int et_pkey_check_rsa(EVP_PKEY *pkey, unsigned min_bits)
 			    OBJ_nid2sn(EVP_PKEY_get_base_id(pkey)));
 		goto out;
 	}
-	bits = EVP_PKEY_get_bits(pkey);
-	if (bits < 0 || (unsigned)bits < min_bits) {
+	if (!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &n) ||
+	    !EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e)) {
+		r = et_fail(ET_E_PEM, "cannot read the RSA modulus and public exponent");
+		goto out;
+	}
+	/* The size is the modulus's own bit length, and one a TPM makes (a multiple of 1024):
+	 * a "2048-bit" key whose top bits are zero is a smaller key. */
+	bits = BN_num_bits(n);
+	if ((unsigned)bits < min_bits) {
 		r = et_fail(ET_E_PEM, "the RSA key has %d bits; at least %u are required", bits,
 			    min_bits);
 		goto out;
 	}
-	if ((unsigned)bits > ET_RSA_MAX_BITS) {
-		r = et_fail(ET_E_PEM, "the RSA key has %d bits; at most %u are supported", bits,
-			    ET_RSA_MAX_BITS);
+	if ((unsigned)bits > ET_RSA_MAX_BITS || bits % 1024) {
+		r = et_fail(ET_E_PEM,
+			    "the RSA key has %d bits; accepted are 1024-bit multiples up to %u "
+			    "(TPM keys are 2048, 3072 or 4096 bits)",
+			    bits, ET_RSA_MAX_BITS);
 		goto out;
 	}
-	if (!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e)) {
-		r = et_fail(ET_E_PEM, "cannot read the RSA public exponent");
+	if (!BN_is_odd(n)) {
+		r = et_fail(ET_E_PEM, "the RSA modulus is even: not an RSA key");
 		goto out;
 	}
-	/* An even or tiny exponent is no RSA key at all; a huge one is not what a TPM or any
-	 * sane generator makes (TPMs use 65537). */
-	if (!BN_is_odd(e) || BN_cmp(e, BN_value_one()) <= 0 || BN_num_bits(e) > 256) {
+	/* SP 800-56B (and what a TPM makes): odd, 2^16 < e < 2^256. */
+	if (!BN_is_odd(e) || BN_num_bits(e) <= 16 || BN_num_bits(e) > 256) {
 		char *dec = BN_bn2dec(e);
 
 		r = et_fail(ET_E_PEM,
-			    "the RSA public exponent %s is not sane (need an odd value >= 3, "
-			    "normally 65537)",
+			    "the RSA public exponent %s is not accepted (need an odd value with "
+			    "65537 <= e < 2^256; TPMs use 65537)",
 			    dec ? dec : "?");
 		OPENSSL_free(dec);
 		goto out;
 	}
+	/* SP 800-56B 6.4.2.2 (d): no prime factor below 752 (2^2048-1, for one, has 3). A few
+	 * microseconds; the composite test of the full check is what costs (et_pem_check_rsa). */
+	for (unsigned q = 3; q < 752; q += 2) {
+		bool prime = true;
+		for (unsigned d = 3; d * d <= q && prime; d += 2)
+			prime = q % d != 0;
+		if (prime && BN_mod_word(n, q) == 0) {
+			r = et_fail(ET_E_PEM, "the RSA modulus has the small factor %u: not a device key",
+				    q);
+			goto out;
+		}
+	}
 	r = 0;
 out:
 	ERR_clear_error();
+	BN_free(n);
 	BN_free(e);
+	return r;
+}
+
+/* OpenSSL's SP 800-56B public-key check (EVP_PKEY_public_check): the checks above and a
+ * Miller-Rabin test that n is composite and no prime power. That test is one full-size modular
+ * exponentiation (about 5 ms for RSA-2048, ten times the rest of a registration), so it runs
+ * where a key is about to be trusted (`accept`, et_pem_check_rsa), not for every request. */
+static int pkey_check_sp800_56b(EVP_PKEY *pkey)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	int r = 0;
+
+	if (!ctx)
+		r = et_fail(ET_E_NOMEM, "out of memory checking a public key");
+	else if (EVP_PKEY_public_check(ctx) != 1)
+		r = et_fail(ET_E_PEM, "the RSA modulus fails the SP 800-56B public-key check (a "
+				      "prime or prime power, not a product of two primes): not a "
+				      "device key");
+	ERR_clear_error();
+	EVP_PKEY_CTX_free(ctx);
 	return r;
 }
 
@@ -182,6 +282,8 @@ int et_pem_check_rsa(const char *pem, unsigned min_bits)
 	if (r < 0)
 		return r;
 	r = et_pkey_check_rsa(pkey, min_bits);
+	if (r == 0)
+		r = pkey_check_sp800_56b(pkey);
 	EVP_PKEY_free(pkey);
 	return r;
 }

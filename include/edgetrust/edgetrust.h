@@ -247,14 +247,19 @@ ET_EXPORT int et_key_public_pem(et_ctx *ctx, uint32_t key_handle, char **ret_pem
 /* Pure OpenSSL helpers, no TPM. */
 /* Fingerprint of a PEM public key (SHA-256 of its DER SubjectPublicKeyInfo), hex. */
 ET_EXPORT int et_pem_fingerprint(const char *pem, char ret_fpr[65]);
-/* Checks a PEM public key is RSA with at least min_bits (0 = 2048) and a sane exponent. */
+/* Checks a PEM public key: exactly one "-----BEGIN PUBLIC KEY-----" (SubjectPublicKeyInfo)
+ * block with only whitespace around it; RSA; a modulus of exactly 2048, 3072 or 4096 bits
+ * (min_bits, 0 = 2048, may allow 1024), odd, without a prime factor below 752; an odd
+ * exponent 65537 <= e < 2^256; and OpenSSL's full SP 800-56B public-key check
+ * (EVP_PKEY_public_check: also n is no prime or prime power; about 5 ms for RSA-2048). */
 ET_EXPORT int et_pem_check_rsa(const char *pem, unsigned min_bits);
 
 /*
  * A device's RSA public key parsed once (0.3): a cloud checks, fingerprints and seals to the
  * same key per request without decoding its PEM again each time. et_pubkey_from_pem accepts
- * what et_pem_check_rsa(pem, 0) accepts (RSA, 2048..8192 bits, sane exponent) and fails with
- * the same ET_E_PEM / ET_E_INVALID errors. et_pubkey_free accepts NULL.
+ * what et_pem_check_rsa(pem, 0) accepts (RSA, 2048..4096 bits, see above) but for its
+ * composite test (a prime or prime-power modulus passes; run et_pem_check_rsa before trusting
+ * a key), and fails with the same ET_E_PEM / ET_E_INVALID errors. et_pubkey_free accepts NULL.
  */
 typedef struct et_pubkey et_pubkey;
 ET_EXPORT int et_pubkey_from_pem(const char *pem, et_pubkey **ret);

@@ -14,6 +14,7 @@ enum cloud_exit {
 	EC_BROKER = 6,    /* the broker could not be reached or refused the cloud's login */
 	EC_FILE = 7,      /* a file could not be read or written, has unsafe permissions, or exists */
 	EC_INPUT = 8,     /* bad value (serial, duration, KEY=VALUE, PEM) */
+	EC_KEY_CHOICE = 9,     /* accept: several candidate keys and no --key, or --key names none */
 };
 
 #endif

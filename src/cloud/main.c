@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 
 #include "activation.h"
 #include "brokerconf.h"
+#include "candidates.h"
 #include "config.h"
 #include "dynsec.h"
 #include "edgetrust/edgetrust.h"
@@ -45,6 +47,7 @@ struct args {
 	const char *state;
 	const char *dir;
 	const char *plugin;
+	const char *key; /* accept --key */
 	long limit;
 	int argc;       /* positional arguments */
 	char **argv;
@@ -56,6 +59,7 @@ enum {
 	O_INSTANCE, O_BHOST, O_BPORT, O_BUSER, O_BPWF, O_BTLS, O_BCAFILE, O_BCAPATH, O_PHOST,
 	O_PPORT, O_PTLS, O_PNOTLS, O_DEVCA, O_AUTO, O_BATCH, O_POLL, O_ACCOUNTS, O_PLUGIN, O_HELP,
 	O_TRATE, O_TBURST, O_TBYTES, O_TDEVS,
+	O_KEY, O_MAXCAND, O_CANDIV,
 };
 
 struct cmd {
@@ -100,6 +104,9 @@ static const struct option all_options[] = {
 	{ "telemetry-max-bytes", required_argument, NULL, O_TBYTES },
 	{ "telemetry-devices", required_argument, NULL, O_TDEVS },
 	{ "help", no_argument, NULL, O_HELP },
+	{ "key", required_argument, NULL, O_KEY },
+	{ "max-key-candidates", required_argument, NULL, O_MAXCAND },
+	{ "key-candidate-interval", required_argument, NULL, O_CANDIV },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -143,6 +150,10 @@ static const char *option_help(int id)
 	case O_TDEVS: return "--telemetry-devices N  devices the rate limiter tracks (default "
 			      STR(LIM_DEFAULT_DEVICES) ")";
 	case O_HELP: return "--help               this help";
+	case O_KEY: return "--key FINGERPRINT    the candidate key to accept: its fingerprint from `pending`\n"
+			    "                       (64 hex digits, or a unique prefix of at least 16)";
+	case O_MAXCAND: return "--max-key-candidates N  keys kept per serial until the operator decides (default 4)";
+	case O_CANDIV: return "--key-candidate-interval S  seconds between two new keys of one serial (default 2; 0 = off)";
 	}
 	return "";
 }
@@ -225,8 +236,8 @@ static int save_commit(reg *r, struct device *d, const char *action, const char 
 
 static void wrong_state(const struct device *d, const char *cmd, const char *allowed)
 {
-	cl_log(CL_ERR, "%s: cannot %s a device in state '%s'%s (allowed: %s)", d->serial, cmd,
-	       d->state, d->rekey_pem ? " with a re-key request" : "", allowed);
+	cl_log(CL_ERR, "%s: cannot %s a device in state '%s' (allowed: %s)", d->serial, cmd,
+	       d->state, allowed);
 }
 
 /* ---- commands ----------------------------------------------------------------------------- */
@@ -264,9 +275,13 @@ static int activate_one(reg *r, const char *serial, int64_t dur)
 		 * register with it is pinned (and its old broker login stays disabled until then). */
 		if (strcmp(d.state, ST_ACTIVATED)) {
 			free(d.pubkey_pem);
-			free(d.rekey_pem);
-			d.pubkey_pem = d.rekey_pem = NULL;
-			d.fpr[0] = d.rekey_fpr[0] = '\0';
+			d.pubkey_pem = NULL;
+			d.fpr[0] = '\0';
+			if (cand_delete_all(r, serial) != CDB_OK) {
+				cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
+				ec = EC_DB;
+				goto out;
+			}
 		}
 		snprintf(d.state, sizeof(d.state), ST_ACTIVATED);
 		d.activated_until = until;
@@ -337,50 +352,51 @@ static int state_change(struct args *a, const char *cmd)
 {
 	const char *serial = a->argv[0];
 	struct device d = { 0 };
+	struct key_cands c = { 0 };
 	reg *r = NULL;
 	int ec;
 	const char *action = cmd;
-	char detail[96] = "";
+	char detail[512] = "";
 
-	if ((ec = check_serial(serial)) || (ec = open_reg(a, &r)))
+	if ((ec = check_serial(serial)))
+		return ec;
+	if (a->key && (strcmp(cmd, "accept") || !cand_prefix_ok(a->key))) {
+		cl_log(CL_ERR, strcmp(cmd, "accept") ? "--key is only for accept"
+			       : "invalid --key: a fingerprint from `pending`, 64 hex digits or a "
+				 "unique prefix of at least 16");
+		return EC_INPUT;
+	}
+	if ((ec = open_reg(a, &r)))
 		return ec;
 	if ((ec = load_locked(r, serial, &d)))
 		goto out;
+	if (cand_list(r, serial, &c) != CDB_OK) {
+		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
+		cdb_rollback(r->db);
+		ec = EC_DB;
+		goto out;
+	}
 	bool pending = !strcmp(d.state, ST_PENDING), accepted = !strcmp(d.state, ST_ACCEPTED);
 	if (!strcmp(cmd, "accept")) {
-		if (pending) {
-			if (d.rekey_pem) { /* a second key arrived before the first was accepted */
-				free(d.pubkey_pem);
-				d.pubkey_pem = d.rekey_pem;
-				d.rekey_pem = NULL;
-				snprintf(d.fpr, sizeof(d.fpr), "%s", d.rekey_fpr);
-				d.rekey_fpr[0] = '\0';
-			}
-			snprintf(d.state, sizeof(d.state), ST_ACCEPTED);
-		} else if (accepted && d.rekey_pem) {
-			free(d.pubkey_pem);
-			d.pubkey_pem = d.rekey_pem;
-			d.rekey_pem = NULL;
-			snprintf(d.fpr, sizeof(d.fpr), "%s", d.rekey_fpr);
-			d.rekey_fpr[0] = '\0';
-			action = "accept-rekey";
-		} else {
+		if (!pending && !(accepted && c.n)) {
 			cdb_rollback(r->db);
 			wrong_state(&d, cmd, "pending, or accepted with a re-key request");
 			ec = EC_STATE;
 			goto out;
 		}
+		if ((ec = cand_accept(&d, &c, a->key, detail, sizeof(detail)))) {
+			cdb_rollback(r->db);
+			goto out;
+		}
+		if (accepted)
+			action = "accept-rekey";
+		snprintf(d.state, sizeof(d.state), ST_ACCEPTED);
 		d.cred_version = (d.cred_version > d.issued_version ? d.cred_version : d.issued_version) + 1;
-		snprintf(detail, sizeof(detail), "key %.16s...", d.fpr);
 	} else if (!strcmp(cmd, "reject")) {
 		if (pending) {
 			snprintf(d.state, sizeof(d.state), ST_REJECTED);
 			d.replied = 0;
-		} else if (accepted && d.rekey_pem) {
-			snprintf(detail, sizeof(detail), "rejected key %.16s...", d.rekey_fpr);
-			free(d.rekey_pem);
-			d.rekey_pem = NULL;
-			d.rekey_fpr[0] = '\0';
+		} else if (accepted && c.n) {
 			action = "reject-rekey";
 		} else {
 			cdb_rollback(r->db);
@@ -388,6 +404,7 @@ static int state_change(struct args *a, const char *cmd)
 			ec = EC_STATE;
 			goto out;
 		}
+		cand_names(&c, SIZE_MAX, "rejected key ", detail, sizeof(detail));
 	} else if (!strcmp(cmd, "revoke")) {
 		if (!pending && !accepted) {
 			cdb_rollback(r->db);
@@ -407,11 +424,20 @@ static int state_change(struct args *a, const char *cmd)
 		d.cred_version = (d.cred_version > d.issued_version ? d.cred_version : d.issued_version) + 1;
 		snprintf(detail, sizeof(detail), "to version %" PRId64, d.cred_version);
 	}
+	/* Every decision but rotate settles the candidate keys: accepted, discarded or rejected. */
+	if (strcmp(cmd, "rotate") && cand_delete_all(r, serial) != CDB_OK) {
+		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
+		cdb_rollback(r->db);
+		ec = EC_DB;
+		goto out;
+	}
 	d.dirty = 1; /* serve does the broker side and the reply */
 	if ((ec = save_commit(r, &d, action, detail[0] ? detail : NULL)))
 		goto out;
-	printf("%s: %s (%s)\n", serial, action, d.state);
+	printf("%s: %s (%s)%s%s\n", serial, action, d.state, !strcmp(cmd, "accept") ? " key " : "",
+	       !strcmp(cmd, "accept") ? d.fpr : "");
 out:
+	cand_free(&c);
 	device_clear(&d);
 	reg_close(r);
 	return ec;
@@ -422,15 +448,23 @@ static int cmd_reject(struct args *a) { return state_change(a, "reject"); }
 static int cmd_revoke(struct args *a) { return state_change(a, "revoke"); }
 static int cmd_rotate(struct args *a) { return state_change(a, "rotate"); }
 
-static cJSON *device_json(const struct device *d, bool full)
+/* "fingerprint" (and "pubkey_pem") is the accepted key, or for a pending device with exactly one
+ * candidate that candidate: the key a plain `accept` binds to. "candidates" are all keys not
+ * accepted yet; "key_conflict" says more than one of them arrived. */
+static cJSON *device_json(const struct device *d, const struct key_cands *c, bool full)
 {
 	cJSON *o = cJSON_CreateObject();
+	const char *fpr = d->fpr, *pem = d->pubkey_pem;
+	if (!strcmp(d->state, ST_PENDING) && c->n == 1) {
+		fpr = c->v[0].fpr;
+		pem = c->v[0].pem;
+	}
 	cJSON_AddStringToObject(o, "serial", d->serial);
 	cJSON_AddStringToObject(o, "state", d->state);
-	if (d->fpr[0])
-		cJSON_AddStringToObject(o, "fingerprint", d->fpr);
-	if (d->rekey_fpr[0])
-		cJSON_AddStringToObject(o, "rekey_fingerprint", d->rekey_fpr);
+	if (fpr[0])
+		cJSON_AddStringToObject(o, "fingerprint", fpr);
+	cJSON_AddItemToObject(o, "candidates", cand_json(c, full));
+	cJSON_AddBoolToObject(o, "key_conflict", c->n > 1);
 	cJSON_AddNumberToObject(o, "activated_until", (double)d->activated_until);
 	cJSON_AddNumberToObject(o, "cred_version", (double)d->issued_version);
 	cJSON_AddStringToObject(o, "broker", d->broker_state);
@@ -441,8 +475,8 @@ static cJSON *device_json(const struct device *d, bool full)
 	cJSON_AddNumberToObject(o, "updated_at", (double)d->updated_at);
 	cJSON_AddBoolToObject(o, "sync_pending", d->dirty);
 	if (full) {
-		if (d->pubkey_pem)
-			cJSON_AddStringToObject(o, "pubkey_pem", d->pubkey_pem);
+		if (pem)
+			cJSON_AddStringToObject(o, "pubkey_pem", pem);
 		cJSON *j;
 		cJSON_AddNumberToObject(o, "desired_version", (double)d->desired_version);
 		cJSON_AddNumberToObject(o, "desired_published", (double)d->desired_published);
@@ -475,23 +509,36 @@ static int list_devices(struct args *a, const char *state, bool pending_view)
 	reg *r = NULL;
 	int ec;
 
+	struct key_cands all = { 0 };
 	if ((ec = open_reg(a, &r)))
 		return ec;
-	if (reg_device_list(r, state, &ds, &n) != CDB_OK) {
+	if (reg_device_list(r, state, &ds, &n) != CDB_OK || cand_list(r, NULL, &all) != CDB_OK) {
 		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
+		for (size_t i = 0; i < n; i++)
+			device_clear(&ds[i]);
+		free(ds);
 		reg_close(r);
 		return EC_DB;
 	}
 	cJSON *arr = a->json ? cJSON_CreateArray() : NULL;
-	if (!a->json)
+	if (!a->json && pending_view)
+		printf("%-24s %-9s %-64s %-20s %-20s %6s\n", "SERIAL", "STATE",
+		       "CANDIDATE KEY (SHA-256 fingerprint)", "FIRST SEEN (UTC)", "LAST SEEN (UTC)",
+		       "SEEN");
+	else if (!a->json)
 		printf("%-24s %-10s %-8s %-8s %-6s %s\n", "SERIAL", "STATE", "CREDS", "BROKER",
 		       "ONLINE", "KEY");
 	for (size_t i = 0; i < n; i++) {
 		struct device *d = &ds[i];
-		if (pending_view && strcmp(d->state, ST_PENDING) && !d->rekey_pem)
+		struct key_cands c = cand_of(&all, d->serial);
+		if (pending_view && strcmp(d->state, ST_PENDING) && !c.n)
 			continue;
+		if (!arr && pending_view) {
+			cand_print(d->serial, d->state, &c);
+			continue;
+		}
 		if (arr) {
-			cJSON *o = device_json(d, false);
+			cJSON *o = device_json(d, &c, false);
 			cJSON *rf = reg_refusals_json(r, d->serial);
 			cJSON_AddItemToObject(o, "refusals", rf ? rf : cJSON_CreateNull());
 			cJSON_AddItemToArray(arr, o);
@@ -499,9 +546,12 @@ static int list_devices(struct args *a, const char *state, bool pending_view)
 		else
 			printf("%-24s %-10s v%-7" PRId64 " %-8s %-6s %.16s%s\n", text_tty(d->serial), d->state,
 			       d->issued_version, d->broker_state,
-			       d->online < 0 ? "-" : d->online ? "yes" : "no", d->fpr[0] ? d->fpr : "-",
-			       d->rekey_pem ? " (re-key requested)" : "");
+			       d->online < 0 ? "-" : d->online ? "yes" : "no",
+			       d->fpr[0] ? d->fpr : c.n == 1 ? c.v[0].fpr : "-",
+			       c.n && d->fpr[0] ? " (re-key requested: see pending)"
+			       : c.n > 1 ? " (several candidate keys: see pending)" : "");
 	}
+	cand_free(&all);
 	for (size_t i = 0; i < n; i++)
 		device_clear(&ds[i]);
 	free(ds);
@@ -527,12 +577,15 @@ static int cmd_show(struct args *a)
 		ec = EC_NOT_FOUND;
 		goto out;
 	}
-	if (rc != CDB_OK || reg_cred_count(r, d.serial, &ncred) != CDB_OK) {
+	struct key_cands c = { 0 };
+	if (rc != CDB_OK || reg_cred_count(r, d.serial, &ncred) != CDB_OK ||
+	    cand_list(r, d.serial, &c) != CDB_OK) {
 		cl_log(CL_ERR, "database: %s", cdb_errmsg(r->db));
 		ec = EC_DB;
 		goto out;
 	}
-	cJSON *o = device_json(&d, true);
+	cJSON *o = device_json(&d, &c, true);
+	cand_free(&c);
 	cJSON_AddNumberToObject(o, "credentials_issued", (double)ncred);
 	cJSON *rf = reg_refusals_json(r, d.serial);
 	cJSON_AddItemToObject(o, "refusals", rf ? rf : cJSON_CreateNull());
@@ -939,6 +992,7 @@ static int cmd_serve(struct args *a)
 /* ---- table -------------------------------------------------------------------------------- */
 
 static const int o_db[] = { O_DB, O_LOG, 0 };
+static const int o_accept[] = { O_DB, O_LOG, O_KEY, 0 };
 static const int o_list[] = { O_DB, O_LOG, O_JSON, O_STATE, 0 };
 static const int o_json[] = { O_DB, O_LOG, O_JSON, 0 };
 static const int o_act[] = { O_DB, O_LOG, O_FOR, 0 };
@@ -948,19 +1002,22 @@ static const int o_init[] = { O_DIR, O_FORCE, O_LOG, O_ACCOUNTS, O_DB, O_PLUGIN,
 static const int o_serve[] = { O_DB, O_LOG, O_INSTANCE, O_BHOST, O_BPORT, O_BUSER, O_BPWF,
 			       O_BTLS, O_BCAFILE, O_BCAPATH, O_PHOST, O_PPORT, O_PTLS, O_PNOTLS,
 			       O_DEVCA, O_AUTO, O_BATCH, O_POLL, O_ACCOUNTS, O_TRATE, O_TBURST,
-			       O_TBYTES, O_TDEVS, 0 };
+			       O_TBYTES, O_TDEVS, O_MAXCAND, O_CANDIV, 0 };
 
 static const struct cmd commands[] = {
 	{ "activate", cmd_activate, 1, 1000000, "activate SERIAL... [--for DURATION]",
 	  "Allow each SERIAL to register during DURATION (default 1h); all in one transaction.\n"
 	  "Re-activating a rejected or revoked serial forgets its pinned key.", o_act },
 	{ "pending", cmd_pending, 0, 0, "pending [--json]",
-	  "Devices waiting for the operator: new registrations and re-key requests.", o_json },
-	{ "accept", cmd_accept, 1, 1, "accept SERIAL",
-	  "Accept a pending device (or a re-key request). A running `serve` creates the broker\n"
-	  "login and delivers the sealed credentials within --poll-ms.", o_db },
+	  "Devices waiting for the operator, new registrations and re-key requests: every\n"
+	  "candidate key with its full fingerprint, first and last arrival and how often.", o_json },
+	{ "accept", cmd_accept, 1, 1, "accept SERIAL [--key FINGERPRINT]",
+	  "Accept a pending device (or a re-key request) with its only candidate key, or the one\n"
+	  "named by --key (needed when several arrived: exit 9 without it); the other candidates\n"
+	  "are discarded. A running `serve` creates the broker login and delivers the sealed\n"
+	  "credentials within --poll-ms.", o_accept },
 	{ "reject", cmd_reject, 1, 1, "reject SERIAL",
-	  "Reject a pending device (or drop a re-key request; the pinned key stays).", o_db },
+	  "Reject a pending device (or drop all re-key requests; the accepted key stays).", o_db },
 	{ "revoke", cmd_revoke, 1, 1, "revoke SERIAL",
 	  "Revoke a device: `serve` disables its broker login (disconnecting it) and publishes\n"
 	  "`revoked` on its reply topic.", o_db },
@@ -1065,7 +1122,9 @@ int main(int argc, char **argv)
 				       .batch_max = 500, .poll_ms = 1000,
 				       .accounts = ACCOUNTS_REGISTRY, .tel_rate = LIM_DEFAULT_RATE,
 				       .tel_burst = LIM_DEFAULT_BURST, .tel_max_bytes = LIM_DEFAULT_BYTES,
-				       .tel_devices = LIM_DEFAULT_DEVICES };
+				       .tel_devices = LIM_DEFAULT_DEVICES,
+				       .max_key_candidates = CAND_MAX_DEFAULT,
+				       .key_candidate_interval = CAND_INTERVAL_DEFAULT };
 	argc--;
 	argv++;
 	opterr = 0;
@@ -1161,6 +1220,17 @@ int main(int argc, char **argv)
 			if (parse_int(optarg, LIM_PROBE, 10000000, &v) < 0)
 				goto bad_value;
 			a.serve.tel_devices = (int)v;
+			break;
+		case O_KEY: a.key = optarg; break;
+		case O_MAXCAND:
+			if (parse_int(optarg, 1, CAND_MAX_LIMIT, &v) < 0)
+				goto bad_value;
+			a.serve.max_key_candidates = (int)v;
+			break;
+		case O_CANDIV:
+			if (parse_int(optarg, 0, 86400, &v) < 0)
+				goto bad_value;
+			a.serve.key_candidate_interval = (int)v;
 			break;
 		}
 		continue;

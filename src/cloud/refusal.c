@@ -2,6 +2,9 @@
 /* Refusal counters over db.h (see refusal.h). One upsert per call, in the caller's transaction. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
 
 #include "refusal.h"
 
@@ -60,4 +63,46 @@ cJSON *reg_refusals_all_json(reg *r)
 	cJSON *o = rows_json(rows, true);
 	cdb_rows_free(rows);
 	return o;
+}
+
+void rf_tally_add(struct rf_tally *t, const char *serial, const char *reason)
+{
+	size_t i;
+
+	if (!serial)
+		serial = "";
+	for (i = 0; i < t->n; i++)
+		if (t->e[i].reason == reason && !strcmp(t->e[i].serial, serial))
+			break;
+	if (i == t->n && t->n >= RF_TALLY_MAX) { /* full: count under the "" bucket */
+		serial = "";
+		for (i = 0; i < t->n; i++)
+			if (t->e[i].reason == reason && !t->e[i].serial[0])
+				break;
+		if (i == t->n && t->n == sizeof(t->e) / sizeof(t->e[0]))
+			return; /* more reasons than buckets: cannot happen with one caller */
+	}
+	if (i == t->n) {
+		snprintf(t->e[i].serial, sizeof(t->e[i].serial), "%s", serial);
+		t->e[i].reason = reason;
+		t->e[i].count = 0;
+		t->n++;
+	}
+	t->e[i].count++;
+}
+
+void rf_tally_flush(reg *r, struct rf_tally *t)
+{
+	if (t->n == 0)
+		return;
+	int rc = cdb_begin(r->db);
+	for (size_t i = 0; rc == CDB_OK && i < t->n; i++)
+		rc = reg_refusal_add(r, t->e[i].serial, t->e[i].reason, t->e[i].count);
+	if (rc == CDB_OK)
+		rc = cdb_commit(r->db);
+	else
+		cdb_rollback(r->db);
+	if (rc != CDB_OK)
+		cl_log(CL_ERR, "database: refusal counters not written: %s", cdb_errmsg(r->db));
+	t->n = 0;
 }

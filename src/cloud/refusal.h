@@ -35,4 +35,23 @@ cJSON *reg_refusals_json(reg *r, const char *serial);
 /* [{"serial": S, "reason": R, "count": N, "last_at": T}, ...] for the whole fleet. */
 cJSON *reg_refusals_all_json(reg *r);
 
+/*
+ * Refusals made before any database work (a registration that fails to parse) are gathered
+ * per batch and written in one transaction by rf_tally_flush, so a flood of bad messages costs
+ * one commit per batch and not one per message. Beyond RF_TALLY_MAX serials in one batch, the
+ * rest count under "" (the fleet-wide bucket).
+ */
+#define RF_TALLY_MAX 64
+struct rf_tally {
+	size_t n;
+	struct {
+		char serial[65];
+		const char *reason;
+		long count;
+	} e[RF_TALLY_MAX + 4]; /* + the "" buckets of up to 4 reasons */
+};
+void rf_tally_add(struct rf_tally *t, const char *serial, const char *reason);
+/* Writes and empties the tally (outside any transaction); logs a database error. */
+void rf_tally_flush(reg *r, struct rf_tally *t);
+
 #endif

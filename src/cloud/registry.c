@@ -89,8 +89,30 @@ static const char *const migration_5[] = {
 	"CREATE TABLE activations (serial TEXT PRIMARY KEY, at_ms BIGINT NOT NULL)",
 	NULL,
 };
+/* Candidate keys (candidates.h): every key presented for a serial and not accepted yet, side
+ * by side, instead of one pending key and one re-key slot that each new key overwrote. A
+ * pending device's key and any re-key request move here; devices.pubkey_pem is the accepted
+ * key only. The rekey_* columns stay (unused, NULL) so older rows need no table copy. */
+static const char *const migration_6[] = {
+	"CREATE TABLE key_candidates ("
+	" id %ID%, serial TEXT NOT NULL, fingerprint TEXT NOT NULL, pubkey_pem TEXT NOT NULL,"
+	" first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL, seen_count BIGINT NOT NULL,"
+	" UNIQUE (serial, fingerprint))",
+	"INSERT INTO key_candidates (serial, fingerprint, pubkey_pem, first_seen, last_seen,"
+	" seen_count) SELECT serial, LOWER(fingerprint), pubkey_pem, created_at, updated_at, 1"
+	" FROM devices WHERE state = 'pending' AND pubkey_pem IS NOT NULL"
+	" AND fingerprint IS NOT NULL ORDER BY serial",
+	"INSERT INTO key_candidates (serial, fingerprint, pubkey_pem, first_seen, last_seen,"
+	" seen_count) SELECT serial, LOWER(rekey_fingerprint), rekey_pem, updated_at, updated_at, 1"
+	" FROM devices WHERE state IN ('pending', 'accepted') AND rekey_pem IS NOT NULL"
+	" AND rekey_fingerprint IS NOT NULL"
+	" AND (fingerprint IS NULL OR LOWER(rekey_fingerprint) <> LOWER(fingerprint)) ORDER BY serial",
+	"UPDATE devices SET pubkey_pem = NULL, fingerprint = NULL WHERE state = 'pending'",
+	"UPDATE devices SET rekey_pem = NULL, rekey_fingerprint = NULL",
+	NULL,
+};
 static const char *const *const migrations[] = { migration_1, migration_2, migration_3,
-						 migration_4, migration_5 };
+						 migration_4, migration_5, migration_6 };
 
 int64_t reg_now(void)
 {

@@ -2,7 +2,7 @@
 /*
  * The device registry: devices, issued credentials (sealed envelopes), the audit log, telemetry
  * and settings, with versioned migrations. Written once over db.h, so SQLite and PostgreSQL
- * behave the same. Refusal counters: refusal.h.
+ * behave the same. Refusal counters: refusal.h. Keys not accepted yet: candidates.h.
  */
 #ifndef ET_CLOUD_REGISTRY_H
 #define ET_CLOUD_REGISTRY_H
@@ -12,7 +12,7 @@
 
 #include "db.h"
 
-#define REG_SCHEMA_VERSION 5
+#define REG_SCHEMA_VERSION 6
 
 enum { REG_NOTFOUND = 1 };
 
@@ -33,9 +33,9 @@ struct device {
 	char serial[65];
 	char state[16];
 	int64_t activated_until; /* Unix s; 0 = none */
-	char *pubkey_pem;        /* pinned key (NULL before the first registration) */
+	char *pubkey_pem;        /* the accepted key (NULL until accept); others: candidates.h */
 	char fpr[65];
-	char *rekey_pem;         /* a different key presented later, waiting for the operator */
+	char *rekey_pem;         /* unused since schema 5 (candidates.h); always NULL */
 	char rekey_fpr[65];
 	int64_t cred_version;    /* the version that should exist */
 	int64_t issued_version;  /* the version whose envelope was issued and applied */

@@ -32,6 +32,7 @@
 
 #include "acct.h"
 #include "activation.h"
+#include "candidates.h"
 #include "dynsec.h"
 #include "edgetrust/edgetrust.h"
 #include "exitcodes.h"
@@ -61,6 +62,7 @@ struct server {
 	bool public_tls;
 	unsigned long registrations, issued, refused;
 	struct ingest *ingest; /* device data: ingest.c */
+	struct rf_tally bad; /* registrations refused before any database work, per batch */
 };
 
 enum item_kind { IT_REGISTER, IT_WORK };
@@ -87,6 +89,7 @@ struct item {
 	char *envelope;         /* base64, malloc'd */
 	int cmd_first, cmd_n;   /* this item's commands in the dynsec batch */
 	bool failed;
+	bool db_failed;         /* a write in decide_register failed: roll the round back */
 	bool changed;           /* row must be written */
 };
 
@@ -121,6 +124,77 @@ static int needs_work(const struct server *s, const struct device *d)
 	return 0;
 }
 
+/* Pins the request's key and accepts the device at once (serve --auto-accept); the serial's
+ * only candidate, if it had one, is that key. */
+static void auto_accept(struct server *s, struct item *it, bool had_candidate)
+{
+	struct device *d = &it->dev;
+
+	free(d->pubkey_pem);
+	d->pubkey_pem = strdup(it->req.pem);
+	snprintf(d->fpr, sizeof(d->fpr), "%s", it->req.fpr);
+	snprintf(d->state, sizeof(d->state), ST_ACCEPTED);
+	d->cred_version = d->issued_version + 1;
+	it->changed = true;
+	if ((had_candidate && cand_delete_all(s->r, d->serial) != CDB_OK) ||
+	    reg_audit(s->r, d->serial, "accept", "serve --auto-accept") != CDB_OK)
+		it->db_failed = true;
+	it->issue = true;
+}
+
+/* A key that is not the accepted one: kept as a candidate next to the others (never replacing
+ * one), so the operator accepts exactly the key they saw in `pending` (candidates.h). */
+static void offer_candidate(struct server *s, struct item *it, const char *first_action)
+{
+	struct device *d = &it->dev;
+	const struct cand_limits lim = { s->o->max_key_candidates, s->o->key_candidate_interval };
+	enum cand_outcome out;
+	size_t n = 0;
+
+	if (cand_offer(s->r, d->serial, it->req.fpr, it->req.pem, &lim, first_action, &out, &n) !=
+	    CDB_OK) {
+		it->db_failed = true;
+		return;
+	}
+	if (out == CAND_LIMIT || out == CAND_RATE) {
+		it->status = "refused";
+		if (out == CAND_LIMIT)
+			snprintf(it->reason, sizeof(it->reason),
+				 "too many candidate keys for this serial (%zu, limit %d): the "
+				 "operator must accept or reject the waiting ones first", n, lim.max);
+		else
+			snprintf(it->reason, sizeof(it->reason),
+				 "a new key for this serial arrived less than %d s ago; try later",
+				 lim.interval);
+		return;
+	}
+	if (out == CAND_NEW && strcmp(d->state, ST_ACTIVATED))
+		cl_log(CL_WARNING, "%s presented another key (%.16s...; %zu candidate keys): the "
+				   "operator must choose one with `accept %s --key`", d->serial,
+		       it->req.fpr, n, d->serial);
+	if (!strcmp(d->state, ST_ACTIVATED)) {
+		snprintf(d->state, sizeof(d->state), ST_PENDING);
+		it->changed = true;
+	}
+	/* --auto-accept takes a serial's only key; two keys for one serial wait for the operator. */
+	if (s->o->auto_accept && !strcmp(d->state, ST_PENDING) && n == 1) {
+		auto_accept(s, it, true);
+		return;
+	}
+	it->status = "pending";
+	if (!strcmp(d->state, ST_ACCEPTED)) {
+		snprintf(it->reason, sizeof(it->reason), "rekey");
+		return; /* not retained: the device's retained answer stays as it was */
+	}
+	if (n == 1) {
+		snprintf(it->reason, sizeof(it->reason), "waiting for the operator");
+		it->retain = true;
+	} else {
+		snprintf(it->reason, sizeof(it->reason),
+			 "waiting for the operator (%zu candidate keys for this serial)", n);
+	}
+}
+
 /* Decides what a registration request does to the (locked) device row. */
 static void decide_register(struct server *s, struct item *it, int64_t now)
 {
@@ -129,6 +203,8 @@ static void decide_register(struct server *s, struct item *it, int64_t now)
 	if (!it->have_dev) {
 		it->status = "refused";
 		snprintf(it->reason, sizeof(it->reason), "not activated");
+		if (reg_refusal_add(s->r, it->serial, RF_REGISTER_STATE, 1) != CDB_OK)
+			it->db_failed = true;
 		return;
 	}
 	bool same_key = d->pubkey_pem && !strcasecmp(d->fpr, it->req.fpr);
@@ -136,47 +212,30 @@ static void decide_register(struct server *s, struct item *it, int64_t now)
 		if (d->activated_until && d->activated_until < now) {
 			it->status = "refused";
 			snprintf(it->reason, sizeof(it->reason), "activation expired");
+			if (reg_refusal_add(s->r, d->serial, RF_REGISTER_STATE, 1) != CDB_OK)
+				it->db_failed = true;
 			return;
 		}
-		free(d->pubkey_pem);
-		d->pubkey_pem = strdup(it->req.pem);
-		snprintf(d->fpr, sizeof(d->fpr), "%s", it->req.fpr);
-		it->changed = true;
-		reg_audit(s->r, d->serial, "register", it->req.fpr);
+		/* An activated serial has no candidates (activate forgets them), so --auto-accept
+		 * pins this key at once: the statements of the bulk-registration path stay few. */
 		if (s->o->auto_accept) {
-			snprintf(d->state, sizeof(d->state), ST_ACCEPTED);
-			d->cred_version = d->issued_version + 1;
-			reg_audit(s->r, d->serial, "accept", "serve --auto-accept");
-			it->issue = true;
-		} else {
-			snprintf(d->state, sizeof(d->state), ST_PENDING);
-			it->status = "pending";
-			snprintf(it->reason, sizeof(it->reason), "waiting for the operator");
-			it->retain = true;
+			if (reg_audit(s->r, d->serial, "register", it->req.fpr) != CDB_OK)
+				it->db_failed = true;
+			auto_accept(s, it, false);
+			return;
 		}
+		offer_candidate(s, it, "register");
 		return;
 	}
-	if (!same_key && strcmp(d->state, ST_REJECTED) && strcmp(d->state, ST_REVOKED)) {
-		/* A different key for a known serial: keep the pinned one, let the operator decide. */
-		if (!d->rekey_pem || strcasecmp(d->rekey_fpr, it->req.fpr)) {
-			free(d->rekey_pem);
-			d->rekey_pem = strdup(it->req.pem);
-			snprintf(d->rekey_fpr, sizeof(d->rekey_fpr), "%s", it->req.fpr);
-			it->changed = true;
-			reg_audit(s->r, d->serial, "rekey-request", it->req.fpr);
-			cl_log(CL_WARNING, "%s presented a different key (%.16s..., pinned %.16s...): "
-					   "pending re-key, the operator must accept it", d->serial,
-			       it->req.fpr, d->fpr);
-		}
-		it->status = "pending";
-		snprintf(it->reason, sizeof(it->reason), "rekey");
-		return; /* not retained: the device's retained answer stays as it was */
-	}
 	if (!strcmp(d->state, ST_PENDING)) {
-		it->status = "pending";
-		snprintf(it->reason, sizeof(it->reason), "waiting for the operator");
-		it->retain = true;
-	} else if (!strcmp(d->state, ST_REJECTED)) {
+		offer_candidate(s, it, "register");
+		return;
+	}
+	if (!strcmp(d->state, ST_ACCEPTED) && !same_key) {
+		offer_candidate(s, it, "rekey-request");
+		return;
+	}
+	if (!strcmp(d->state, ST_REJECTED)) {
 		it->status = "rejected";
 		it->retain = true;
 	} else if (!strcmp(d->state, ST_REVOKED)) {
@@ -591,6 +650,8 @@ static int process_round(struct server *s, struct item *items, size_t n)
 		}
 		else if (it->have_dev)
 			decide_work(s, it);
+		if (it->db_failed)
+			goto dberr;
 		if (it->issue && seal_item(s, it) < 0)
 			it->failed = true;
 	}
@@ -705,6 +766,7 @@ static void process_items(struct server *s, struct item *items, size_t n)
 				it->status = NULL;
 				it->reason[0] = '\0';
 				it->issue = it->disable = it->publish_desired = it->failed = false;
+				it->db_failed = false;
 				it->make_role = it->keep_prev = false;
 				it->changed = it->have_dev = it->is_rotation = it->retain = false;
 			}
@@ -720,6 +782,7 @@ static void refuse_now(struct server *s, const char *serial, const char *reason,
 	char t[160];
 	cl_log(CL_WARNING, "registration on %s refused: %s", topic, reason);
 	s->refused++;
+	rf_tally_add(&s->bad, serial, RF_REGISTER_BAD);
 	if (!serial)
 		return;
 	char *reply = proto_reply(serial, "refused", reason, NULL, 0, NULL);
@@ -827,6 +890,7 @@ static void handle_messages(struct server *s, struct mq_msg *msgs)
 	proto_acks_free(acks);
 	if (n)
 		process_items(s, items, n);
+	rf_tally_flush(s->r, &s->bad);
 	for (size_t i = 0; i < n; i++)
 		item_clear(&items[i]);
 	free(items);

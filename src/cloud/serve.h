@@ -29,6 +29,8 @@ struct serve_opts {
 	int public_tls; /* -1 = same as broker_tls */
 	const char *device_ca_file; /* CA PEM sealed into the credentials */
 	bool auto_accept;
+	int max_key_candidates;     /* candidate keys per serial (candidates.h) */
+	int key_candidate_interval; /* s between two new candidate keys of a serial; 0 = any */
 	int batch_max;
 	int poll_ms;
 	enum serve_accounts accounts;

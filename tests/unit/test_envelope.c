@@ -15,6 +15,7 @@
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/param_build.h>
 #include <openssl/rsa.h>
 
 #include "edgetrust/edgetrust.h"
@@ -28,7 +29,8 @@ struct keys {
 	char *priv2; /* another device's key */
 	char *pub2;
 	char *pub1024; /* too small */
-	char *pub_e3;  /* small but acceptable exponent */
+	char *pub_e3;  /* exponent 3: below SP 800-56B's 2^16 < e */
+	char *pub3072;
 };
 
 static char *bio_string(BIO *bio)
@@ -79,6 +81,7 @@ static int setup(void **state)
 	gen(2048, 65537, &k->priv2, &k->pub2);
 	gen(1024, 65537, NULL, &k->pub1024);
 	gen(2048, 3, NULL, &k->pub_e3);
+	gen(3072, 65537, NULL, &k->pub3072);
 	*state = k;
 	return 0;
 }
@@ -93,6 +96,7 @@ static int teardown(void **state)
 	free(k->pub2);
 	free(k->pub1024);
 	free(k->pub_e3);
+	free(k->pub3072);
 	free(k);
 	return 0;
 }
@@ -247,7 +251,9 @@ static void test_pem_checks(void **state)
 	assert_int_equal(et_pem_check_rsa(k->pub1024, 0), ET_E_PEM);
 	assert_non_null(strstr(et_errmsg(), "1024"));
 	assert_int_equal(et_pem_check_rsa(k->pub1024, 1024), 0);
-	assert_int_equal(et_pem_check_rsa(k->pub_e3, 0), 0);
+	assert_int_equal(et_pem_check_rsa(k->pub_e3, 0), ET_E_PEM);
+	assert_non_null(strstr(et_errmsg(), "exponent 3 "));
+	assert_int_equal(et_pem_check_rsa(k->pub3072, 0), 0);
 	assert_int_equal(et_pem_check_rsa("garbage", 0), ET_E_PEM);
 	assert_int_equal(et_pem_check_rsa(k->priv, 0),
 			 ET_E_PEM); /* a private key is no PEM pubkey */
@@ -308,8 +314,10 @@ static void test_pubkey(void **state)
 	et_pubkey_free(key);
 	et_pubkey_free(NULL);
 
-	assert_int_equal(et_pubkey_from_pem(k->pub_e3, &key), 0);
+	assert_int_equal(et_pubkey_from_pem(k->pub3072, &key), 0);
+	assert_int_equal(et_pubkey_bits(key), 3072);
 	et_pubkey_free(key);
+	assert_int_equal(et_pubkey_from_pem(k->pub_e3, &bad), ET_E_PEM);
 	assert_int_equal(et_pubkey_from_pem(k->pub1024, &bad), ET_E_PEM);
 	assert_non_null(strstr(et_errmsg(), "1024"));
 	assert_null(bad);
@@ -373,6 +381,184 @@ static void test_bad_exponent(void **state)
 	EVP_PKEY_CTX_free(pc);
 }
 
+
+/* A PEM SubjectPublicKeyInfo of an RSA "key" (n, e) built by hand: no generator makes these. */
+static char *pem_of(const BIGNUM *n, unsigned long e)
+{
+	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	BIGNUM *be = BN_new();
+	OSSL_PARAM *params;
+	EVP_PKEY *pkey = NULL;
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *pem;
+
+	assert_true(BN_set_word(be, e));
+	assert_true(OSSL_PARAM_BLD_push_BN(bld, "n", n));
+	assert_true(OSSL_PARAM_BLD_push_BN(bld, "e", be));
+	params = OSSL_PARAM_BLD_to_param(bld);
+	assert_true(EVP_PKEY_fromdata_init(pc) > 0);
+	assert_true(EVP_PKEY_fromdata(pc, &pkey, EVP_PKEY_PUBLIC_KEY, params) > 0);
+	assert_true(PEM_write_bio_PUBKEY(bio, pkey));
+	pem = bio_string(bio);
+	BIO_free(bio);
+	EVP_PKEY_free(pkey);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(be);
+	EVP_PKEY_CTX_free(pc);
+	return pem;
+}
+
+/* Both entry points refuse pem with ET_E_PEM and a message containing what. */
+static void refused(const char *pem, const char *what)
+{
+	et_pubkey *key = NULL;
+
+	if (et_pem_check_rsa(pem, 0) != ET_E_PEM)
+		fail_msg("accepted, expected a refusal with '%s'", what);
+	if (!strstr(et_errmsg(), what))
+		fail_msg("'%s' not in '%s'", what, et_errmsg());
+	assert_int_equal(et_pubkey_from_pem(pem, &key), ET_E_PEM);
+	assert_non_null(strstr(et_errmsg(), what));
+	assert_null(key);
+}
+
+static char *cat(const char *a, const char *b)
+{
+	char *s = malloc(strlen(a) + strlen(b) + 1);
+
+	assert_non_null(s);
+	strcpy(s, a);
+	strcat(s, b);
+	return s;
+}
+
+/* Registration keys that are no device key (docs/threat-model.md, "Registration and accept"):
+ * even modulus, 2^2048-1, small factors, a prime, odd sizes; and PEM that is not exactly one
+ * SubjectPublicKeyInfo block: PKCS#1, text after or before it, two blocks, headers. */
+static void test_odd_keys(void **state)
+{
+	struct keys *k = *state;
+	BIGNUM *n = BN_new(), *good_n = NULL;
+	EVP_PKEY *pkey = NULL;
+	BIO *bio;
+	char *pem, *s;
+
+	/* the real key's modulus, changed */
+	bio = BIO_new_mem_buf(k->pub, -1);
+	pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	assert_true(EVP_PKEY_get_bn_param(pkey, "n", &good_n));
+	EVP_PKEY_free(pkey);
+	pem = pem_of(good_n, 65537);
+	assert_int_equal(et_pem_check_rsa(pem, 0), 0); /* the helper builds good keys */
+	free(pem);
+
+	assert_true(BN_copy(n, good_n));
+	assert_true(BN_clear_bit(n, 0)); /* even */
+	pem = pem_of(n, 65537);
+	refused(pem, "even");
+	free(pem);
+
+	assert_true(BN_one(n));
+	assert_true(BN_lshift(n, n, 2048));
+	assert_true(BN_sub_word(n, 1)); /* 2^2048 - 1: odd, 2048 bits, divisible by 3 */
+	pem = pem_of(n, 65537);
+	refused(pem, "small factor 3");
+	free(pem);
+
+	assert_true(BN_set_word(n, 3));
+	assert_true(BN_lshift(n, n, 2046)); /* 3 * (2^2046 + 1): odd, 2048 bits, factor 3 */
+	assert_true(BN_add_word(n, 3));
+	pem = pem_of(n, 65537);
+	refused(pem, "small factor 3");
+	free(pem);
+
+	/* a prime modulus: only the full check (et_pem_check_rsa) finds it, at about 5 ms */
+	assert_true(BN_generate_prime_ex(n, 2048, 0, NULL, NULL, NULL));
+	pem = pem_of(n, 65537);
+	assert_int_equal(et_pem_check_rsa(pem, 0), ET_E_PEM);
+	assert_non_null(strstr(et_errmsg(), "SP 800-56B"));
+	et_pubkey *key = NULL;
+	assert_int_equal(et_pubkey_from_pem(pem, &key), 0);
+	et_pubkey_free(key);
+	free(pem);
+	/* and a prime power */
+	assert_true(BN_generate_prime_ex(n, 1024, 0, NULL, NULL, NULL));
+	BN_CTX *bc = BN_CTX_new();
+	assert_true(BN_sqr(n, n, bc));
+	BN_CTX_free(bc);
+	if (BN_num_bits(n) == 2048) {
+		pem = pem_of(n, 65537);
+		assert_int_equal(et_pem_check_rsa(pem, 0), ET_E_PEM);
+		free(pem);
+	}
+
+	assert_true(BN_rshift1(n, good_n)); /* 2047 bits */
+	assert_true(BN_set_bit(n, 0));
+	pem = pem_of(n, 65537);
+	refused(pem, "2047 bits");
+	free(pem);
+
+	assert_true(BN_one(n));
+	assert_true(BN_lshift(n, n, 5119)); /* 5120 bits: above 4096 */
+	assert_true(BN_add_word(n, 1));
+	pem = pem_of(n, 65537);
+	refused(pem, "5120 bits");
+	free(pem);
+
+	pem = pem_of(good_n, 65536 + 1 + 2); /* 65539: odd, > 2^16, accepted */
+	assert_int_equal(et_pem_check_rsa(pem, 0), 0);
+	free(pem);
+	pem = pem_of(good_n, 65535);
+	refused(pem, "exponent 65535 ");
+	free(pem);
+
+	/* PKCS#1 RSAPublicKey */
+	bio = BIO_new_mem_buf(k->pub, -1);
+	pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	unsigned char *der = NULL;
+	int der_len = i2d_PublicKey(pkey, &der); /* RSA: the PKCS#1 RSAPublicKey */
+	assert_true(der_len > 0);
+	bio = BIO_new(BIO_s_mem());
+	assert_true(PEM_write_bio(bio, "RSA PUBLIC KEY", "", der, der_len));
+	pem = bio_string(bio);
+	BIO_free(bio);
+	OPENSSL_free(der);
+	EVP_PKEY_free(pkey);
+	assert_non_null(strstr(pem, "BEGIN RSA PUBLIC KEY"));
+	refused(pem, "PKCS#1");
+	free(pem);
+
+	/* framing: whitespace around the block is fine, anything else is not */
+	s = cat(" \n\t", k->pub);
+	pem = cat(s, "\n \r\n");
+	assert_int_equal(et_pem_check_rsa(pem, 0), 0);
+	free(s);
+	free(pem);
+	pem = cat(k->pub, "garbage\n");
+	refused(pem, "after");
+	free(pem);
+	pem = cat(k->pub, k->pub2); /* two keys: which one would the cloud pin? */
+	refused(pem, "after");
+	free(pem);
+	pem = cat("x\n", k->pub);
+	refused(pem, "nothing before");
+	free(pem);
+	s = strdup(k->pub); /* a header line inside the block */
+	pem = malloc(strlen(s) + 64);
+	strcpy(pem, "-----BEGIN PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\n\n");
+	strcat(pem, s + strlen("-----BEGIN PUBLIC KEY-----\n"));
+	refused(pem, "no headers");
+	free(s);
+	free(pem);
+
+	BN_free(n);
+	BN_free(good_n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -380,7 +566,7 @@ int main(void)
 	    cmocka_unit_test(test_every_truncation), cmocka_unit_test(test_trailing_bytes),
 	    cmocka_unit_test(test_foreign),	     cmocka_unit_test(test_pem_checks),
 	    cmocka_unit_test(test_ec_key_refused),   cmocka_unit_test(test_bad_exponent),
-	    cmocka_unit_test(test_pubkey),
+	    cmocka_unit_test(test_pubkey),	     cmocka_unit_test(test_odd_keys),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
