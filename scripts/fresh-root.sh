@@ -170,6 +170,9 @@ if [ "$rc" -eq 0 ]; then
 	rc=$?
 	say "command took $((SECONDS - tc)) s, exit status $rc"
 fi
+# What the command left behind is a defect of the command (tests must clean up after themselves).
+left=$(find "$root/tmp" "$root/var/tmp" -mindepth 1 -maxdepth 1 -name 'et-*' 2>/dev/null | wc -l)
+say "et-* temporary directories left in the root's /tmp and /var/tmp: $left"
 # Keep the cache to what the archive still has: drops superseded versions, keeps current ones.
 in_root "apt-get -qq autoclean" >/dev/null
 say "total $((SECONDS - t0)) s"
