@@ -89,11 +89,26 @@ kill_left() {
 		sleep 0.5
 	done
 }
+# Long steps run in the background and are waited for, so that INT/TERM reach our traps at
+# once instead of after the step; the clean-up stops the step first.
+child=
+step() {
+	"$@" &
+	child=$!
+	wait "$child"
+	local rc=$?
+	child=
+	return $rc
+}
 cleaned=0
 cleanup() {
 	[ "$cleaned" = 1 ] && return
 	cleaned=1
 	trap '' INT TERM
+	if [ -n "$child" ]; then
+		kill -TERM "$child" 2>/dev/null
+		wait "$child" 2>/dev/null
+	fi
 	kill_left
 	local m
 	for m in $(mounts_under); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
@@ -114,11 +129,13 @@ trap 'rc=$?; cleanup; exit $rc' EXIT
 trap 'say "interrupted"; exit 130' INT
 trap 'say "terminated"; exit 143' TERM
 
-say "building a minimal Debian 12 root in $root (mirror $mirror, cache $cache)"
+debs() { find "$cache/archives" -maxdepth 1 -name '*.deb' | wc -l; }
+debs_before=$(debs)
+say "building a minimal Debian 12 root in $root (mirror $mirror, cache $cache: $debs_before .deb files)"
 tb=$SECONDS
 # The cache is bind-mounted as the root's apt archive while mmdebstrap downloads, and kept
 # (essential/unlink, cleanup/apt/cache skipped) so the next run finds the same .deb files.
-mmdebstrap --quiet --variant=apt --include=ca-certificates,git,make,sudo \
+step mmdebstrap --quiet --variant=apt --include=ca-certificates,git,make,sudo \
 	--skip=download/empty,essential/unlink,cleanup/apt/cache,cleanup/apt/lists \
 	--setup-hook='mkdir -p "$1/var/cache/apt/archives" && mount --bind '"'$cache/archives'"' "$1/var/cache/apt/archives"' \
 	--customize-hook='umount "$1/var/cache/apt/archives"' \
@@ -156,7 +173,7 @@ in_root() {
 	local env=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 		LANG=C.UTF-8 TERM=dumb)
 	[ -n "${CI+x}" ] && env+=("CI=$CI")
-	chroot "$root" /usr/bin/env -i "${env[@]}" bash -c "cd /src && $1" </dev/null 2>&1
+	step chroot "$root" /usr/bin/env -i "${env[@]}" bash -c "cd /src && $1" </dev/null 2>&1
 }
 in_root "echo \"fresh-root: running inside $root (Debian \$(cat /etc/debian_version), \$(dpkg-query -W | wc -l) packages)\""
 ti=$SECONDS
@@ -175,5 +192,7 @@ left=$(find "$root/tmp" "$root/var/tmp" -mindepth 1 -maxdepth 1 -name 'et-*' 2>/
 say "et-* temporary directories left in the root's /tmp and /var/tmp: $left"
 # Keep the cache to what the archive still has: drops superseded versions, keeps current ones.
 in_root "apt-get -qq autoclean" >/dev/null
+debs_after=$(debs)
+say "cache: $debs_after .deb files, $(du -sm "$cache/archives" | cut -f1) MiB ($((debs_after - debs_before)) more than before this run)"
 say "total $((SECONDS - t0)) s"
 exit "$rc"
