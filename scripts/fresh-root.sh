@@ -28,6 +28,9 @@
 #   FRESH_ROOT_WORKDIR where the root is built (default ${TMPDIR:-/tmp})
 #   FRESH_ROOT_KEEP=1  keep the root after the run (mounts are still removed)
 set -uo pipefail
+# All in one { } block: bash reads it whole before running it, so editing or updating this
+# file while a run is going on cannot change what that run does.
+{
 t0=$SECONDS
 say() { echo "fresh-root: $*"; }
 die() { say "$*" >&2; exit 2; }
@@ -196,3 +199,4 @@ debs_after=$(debs)
 say "cache: $debs_after .deb files, $(du -sm "$cache/archives" | cut -f1) MiB ($((debs_after - debs_before)) more than before this run)"
 say "total $((SECONDS - t0)) s"
 exit "$rc"
+}
