@@ -55,7 +55,7 @@ fi
 host_mirror() {
 	cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
 		2>/dev/null | awk '
-		/^[[:space:]]*deb[[:space:]]/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }
+		/^[[:space:]]*deb[[:space:]]/ { for (i = 2; i < NF; i++) if ($i ~ /^[a-z]+:\/\// && $(i + 1) == "bookworm") { print $i; exit } }
 		/^URIs:/ { uri = $2 } /^Suites:/ { if (uri != "" && $0 ~ /[[:space:]]bookworm([[:space:]]|$)/) { print uri; exit } }
 		/^[[:space:]]*$/ { uri = "" }' | sed 's:/*$::'
 }
