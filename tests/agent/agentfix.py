@@ -73,6 +73,16 @@ class ModbusSim:
         self.faults = list(faults)
 
     def start(self):
+        """Starts the simulator; when that fails, stops what it started before raising."""
+        try:
+            self._start()
+            etfix.fail_point("modbus")
+            return self
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         sim = os.path.join(etfix.SOURCE, "tests", "lib", "modbus_sim.py")
         for _ in range(5):
             self.port = etfix.free_ports(1)
@@ -88,7 +98,7 @@ class ModbusSim:
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                          stderr=open(self.tmp.join("sim.log"), "w"))
             if etfix.wait_port(self.port, 15, self.proc):
-                return self
+                return
             etfix.stop_process(self.proc)
         raise RuntimeError("Modbus simulator did not start")
 
@@ -270,6 +280,11 @@ class Agent:
         self.log_off = self.logf.tell()
         self.proc = subprocess.Popen([etfix.binary("edgetrustd"), "-c", self.conf],
                                      stdout=self.logf, stderr=self.logf, env=env)
+        try:
+            etfix.fail_point("agent")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def log(self):

@@ -36,7 +36,7 @@ import threading
 import time
 
 import etfix
-from etfix import Mosquitto, TempDir, binary, run, stop_process
+from etfix import Mosquitto, TempDir, binary, fail_point, run, stop_process, track, untrack
 
 DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
@@ -84,6 +84,7 @@ class CloudStack:
         self.serves = []
         self.serve_exit_codes = []
         self.broker_dir = self.tmp.join("broker")
+        track(self)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self):
@@ -146,6 +147,7 @@ class CloudStack:
         while len(self.serves) <= i:
             self.serves.append(None)
         self.serves[i] = proc
+        fail_point("serve")
         if wait:
             self.wait_log(r"serving \(", i=i, timeout=30)
             self.wait_log(r"connected to broker", i=i, timeout=30)
@@ -171,6 +173,7 @@ class CloudStack:
         if self.pg:
             self.pg.cleanup()
         self.tmp.cleanup()
+        untrack(self)
 
     def __enter__(self):
         return self.start()

@@ -3,9 +3,24 @@
 Every fixture starts a real component (swtpm, mosquitto, ...) on free loopback ports in a
 private temporary directory and stops it on exit, so tests can run in parallel. Run tests with
 Debian's /usr/bin/python3 (it has pymodbus and paho-mqtt).
+
+Clean-up, also when a set-up fails half way: a fixture whose start() fails stops what it
+started and removes its directory before it raises. Temporary directories are made under
+$TMPDIR (tempfile's rule) with an et- prefix. As a last line of defence, when the test process
+ends (normally, by an exception, or by SIGTERM from meson's timeout), every fixture still alive
+is cleaned up, every process that carries this test process's ET_TEST_OWNER mark in its
+environment (inherited by everything a test starts, daemons included) is killed, and every et-
+directory a fixture made is removed: a tearDown that never ran (setUp raised) leaks nothing.
+
+ET_TEST_FAIL_SETUP=name[,name...] makes those fixtures fail on purpose at the end of their
+start(), after their process is up: swtpm, mosquitto, postgres, modbus (the Modbus simulator),
+socat, serve (edgetrust-cloud serve), agent (edgetrustd). tests/fault/test_setup_cleanup.py uses
+it to check that a failing set-up leaves no directory and no process behind.
 """
+import atexit
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,6 +31,87 @@ import unittest
 
 BUILD = os.environ.get("ET_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 SOURCE = os.environ.get("ET_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+# --- clean-up of whatever a test process started ---------------------------------------------
+# Every process started from here on inherits the mark; a fresh one per test process, so a test
+# that runs other tests (test_setup_cleanup.py) does not kill their processes as its own.
+OWNER = f"{os.getpid()}-{secrets.token_hex(6)}"
+os.environ["ET_TEST_OWNER"] = OWNER
+_live = []       # fixtures started or made and not yet cleaned up (objects with cleanup())
+_live_dirs = set()
+
+
+def fail_point(name):
+    """Raises when ET_TEST_FAIL_SETUP names this fixture: a set-up that fails on purpose."""
+    if name in os.environ.get("ET_TEST_FAIL_SETUP", "").split(","):
+        raise RuntimeError(f"{name} set-up failed on purpose (ET_TEST_FAIL_SETUP={name})")
+
+
+def track(fixture):
+    """Registers a fixture for the exit-time clean-up; untrack() when it cleaned itself up."""
+    _live.append(fixture)
+    return fixture
+
+
+def untrack(fixture):
+    with contextlib.suppress(ValueError):
+        _live.remove(fixture)
+
+
+def mkdtemp(prefix="et-test-"):
+    """A 0700 temporary directory under $TMPDIR, removed at exit if its owner did not."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(path, 0o700)
+    _live_dirs.add(path)
+    return path
+
+
+def rmtree(path):
+    shutil.rmtree(path, ignore_errors=True)
+    _live_dirs.discard(path)
+
+
+def marked_processes(owner=OWNER):
+    """PIDs (other than ours) whose environment carries ET_TEST_OWNER=owner."""
+    mark = f"ET_TEST_OWNER={owner}".encode()
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if mark in f.read().split(b"\0"):
+                    pids.append(int(d))
+        except OSError:
+            pass
+    return pids
+
+
+def _clean_up_everything():
+    for fixture in reversed(list(_live)):
+        with contextlib.suppress(Exception):
+            fixture.cleanup()
+    for _ in range(20):
+        pids = marked_processes()
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    for path in list(_live_dirs):
+        rmtree(path)
+
+
+def _on_sigterm(signum, frame):
+    _clean_up_everything()
+    os._exit(128 + signum)
+
+
+atexit.register(_clean_up_everything)
+if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def binary(name):
@@ -72,14 +168,13 @@ def stop_process(proc, sig=signal.SIGTERM, timeout=5.0):
 
 class TempDir:
     def __init__(self, prefix="et-test-"):
-        self.path = tempfile.mkdtemp(prefix=prefix)
-        os.chmod(self.path, 0o700)
+        self.path = mkdtemp(prefix)
 
     def join(self, *p):
         return os.path.join(self.path, *p)
 
     def cleanup(self):
-        shutil.rmtree(self.path, ignore_errors=True)
+        rmtree(self.path)
 
 
 _SWTPM_FSYNC = None
@@ -108,8 +203,16 @@ class Swtpm:
         self.fsync = fsync
         self.proc = None
         self.port = None
+        track(self)
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self):
         for _ in range(10):
             self.port = free_ports(2)
             args = ["swtpm", "socket", "--tpm2",
@@ -122,6 +225,7 @@ class Swtpm:
                 args += ["--log", f"file={self.log_path},level=20"]
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if wait_port(self.port, 10, self.proc):
+                fail_point("swtpm")
                 return self
             stop_process(self.proc)
         raise RuntimeError("swtpm did not start")
@@ -153,6 +257,7 @@ class Swtpm:
     def cleanup(self):
         self.stop()
         self.tmp.cleanup()
+        untrack(self)
 
     def __enter__(self):
         return self.start()
@@ -173,8 +278,16 @@ class Mosquitto:
         self.allow_anonymous = allow_anonymous
         self.proc = None
         self.port = None
+        track(self)
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self):
         for _ in range(10):
             self.port = free_ports(1)
             conf = self.tmp.join("mosquitto.conf")
@@ -188,6 +301,7 @@ class Mosquitto:
             self.proc = subprocess.Popen(["mosquitto", "-c", conf], env=self.env,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if wait_port(self.port, 10, self.proc):
+                fail_point("mosquitto")
                 return self
             stop_process(self.proc)
         raise RuntimeError("mosquitto did not start")
@@ -207,6 +321,7 @@ class Mosquitto:
     def cleanup(self):
         self.stop()
         self.tmp.cleanup()
+        untrack(self)
 
     def __enter__(self):
         return self.start()

@@ -286,6 +286,17 @@ class SimProcess:
         self.stats, self.baud, self.tick_ms, self.port, self.proc = stats, baud, tick_ms, port, None
 
     def start(self):
+        """Starts the simulator; when that fails, stops what it started before raising."""
+        import etfix
+        try:
+            self._start()
+            etfix.fail_point("modbus")
+            return self
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         import subprocess
         import etfix
         fixed_port = self.port is not None  # a restart must come back on the same port
@@ -309,7 +320,7 @@ class SimProcess:
                                          text=True)
             line = self.proc.stdout.readline()
             if line.strip() == "READY":
-                return self
+                return
             etfix.stop_process(self.proc)
             if not self.tcp:
                 break
@@ -337,6 +348,17 @@ class PtyPair:
         self.proc = None
 
     def start(self):
+        """Starts socat; when the pair does not appear, stops socat before raising."""
+        import etfix
+        try:
+            self._start()
+            etfix.fail_point("socat")
+            return self
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         import subprocess
         self.proc = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={self.a}",
                                       f"pty,raw,echo=0,link={self.b}"],
@@ -344,7 +366,7 @@ class PtyPair:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if os.path.exists(self.a) and os.path.exists(self.b):
-                return self
+                return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)

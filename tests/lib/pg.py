@@ -10,11 +10,9 @@ directory is chowned to it). Data, socket and log live in the temp dir, removed 
 import glob
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
 
-from etfix import free_ports
+from etfix import fail_point, free_ports, mkdtemp, rmtree, track, untrack
 
 
 def _bindir():
@@ -29,7 +27,8 @@ class Postgres:
         self.bindir = _bindir()
         self.dbname = dbname
         self.fsync = fsync
-        self.dir = tempfile.mkdtemp(prefix="et-pg-")
+        self.dir = mkdtemp("et-pg-")
+        track(self)
         self.data = os.path.join(self.dir, "data")
         self.sock = os.path.join(self.dir, "sock")
         self.log = os.path.join(self.dir, "postgres.log")
@@ -56,6 +55,14 @@ class Postgres:
         return p
 
     def start(self):
+        """Starts the server; when that fails half way, stops it and removes its directory."""
+        try:
+            return self._start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self):
         self._run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-A", "trust",
                    "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"])
         for _ in range(10):
@@ -69,6 +76,7 @@ class Postgres:
         else:
             raise RuntimeError("PostgreSQL did not start")
         self.started = True
+        fail_point("postgres")
         self.psql(f"CREATE DATABASE {self.dbname}", db="postgres")
         return self
 
@@ -95,14 +103,11 @@ class Postgres:
 
     def cleanup(self):
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        rmtree(self.dir)
+        untrack(self)
 
     def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
+        return self.start()
 
     def __exit__(self, *exc):
         self.cleanup()
