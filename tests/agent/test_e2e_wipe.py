@@ -203,7 +203,7 @@ class Wipe(unittest.TestCase):
         self.assertEqual(spool_meta(data)[0], 0)
 
     def test_migration(self):
-        """A schema-2 telemetry table (as released before epochs) is migrated: rows get epoch 0."""
+        """A schema-2 registry (as released before epochs) is migrated: telemetry rows get epoch 0."""
         self.stack.stop()
         if DB == "postgresql":
             url = self.stack.db_url.rsplit("/", 1)[0] + "/etmig"
@@ -219,6 +219,16 @@ class Wipe(unittest.TestCase):
                 db.execute(q)
         sql("CREATE TABLE schema_version (version BIGINT NOT NULL)")
         sql("INSERT INTO schema_version (version) VALUES (2)")
+        # The devices table of schema 1 and 2, as released: later migrations read it.
+        sql("CREATE TABLE devices (serial TEXT PRIMARY KEY, state TEXT NOT NULL,"
+            " activated_until BIGINT NOT NULL DEFAULT 0, pubkey_pem TEXT, fingerprint TEXT,"
+            " rekey_pem TEXT, rekey_fingerprint TEXT, cred_version BIGINT NOT NULL DEFAULT 0,"
+            " issued_version BIGINT NOT NULL DEFAULT 0, broker_state TEXT NOT NULL DEFAULT 'none',"
+            " desired_version BIGINT NOT NULL DEFAULT 0, desired_published BIGINT NOT NULL DEFAULT 0,"
+            " desired_json TEXT, reported_json TEXT, status_json TEXT,"
+            " online INTEGER NOT NULL DEFAULT -1, last_seen BIGINT NOT NULL DEFAULT 0,"
+            " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+            " dirty INTEGER NOT NULL DEFAULT 0, replied INTEGER NOT NULL DEFAULT 0)")
         sql("CREATE TABLE telemetry (serial TEXT NOT NULL, seq BIGINT NOT NULL, ts BIGINT NOT NULL,"
             " device TEXT, point TEXT, value DOUBLE PRECISION, unit TEXT, q TEXT,"
             " received_at BIGINT NOT NULL, PRIMARY KEY (serial, seq))")
