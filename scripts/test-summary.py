@@ -8,6 +8,8 @@ for d in sys.argv[1:]:
     try:
         with open(f"{d}/meson-logs/testlog.json") as f:
             for line in f:
+                if not line.strip():
+                    continue
                 r = json.loads(line)
                 res = r.get("result")
                 if res in ("OK", "EXPECTEDFAIL"):
