@@ -7,7 +7,8 @@
 #
 # Builds the root with mmdebstrap (installed on the host if missing), clones the committed HEAD
 # of the repository it is run from into /src (commit first: the work tree is not copied), mounts
-# proc, sys, a private /dev (a tmpfs with null zero full random urandom tty), devpts (a new
+# proc, sys, a private /dev (a tmpfs with null zero full random urandom tty, and the fd,
+# stdin, stdout and stderr links), devpts (a new
 # instance) and /dev/shm, runs `make deps` (timed) and then COMMAND in /src with a clean
 # environment (PATH, HOME=/root, LANG=C.UTF-8, TERM=dumb, and CI if set). Afterwards, whatever
 # happened (error, Ctrl-C, SIGTERM), it kills the processes left running in the root, unmounts
@@ -161,7 +162,11 @@ mnt tmpfs dev "$root/dev" mode=755,nosuid
 for n in null zero full random urandom tty; do
 	cp -a "/dev/$n" "$root/dev/$n" || die "cannot create $root/dev/$n"
 done
+# The links every Debian system's /dev has (udev and systemd make them): /dev/stdout and friends.
 ln -s /proc/self/fd "$root/dev/fd"
+ln -s /proc/self/fd/0 "$root/dev/stdin"
+ln -s /proc/self/fd/1 "$root/dev/stdout"
+ln -s /proc/self/fd/2 "$root/dev/stderr"
 mnt devpts devpts "$root/dev/pts" newinstance,ptmxmode=0666,mode=620,gid=5
 ln -s pts/ptmx "$root/dev/ptmx"
 mnt tmpfs shm "$root/dev/shm" mode=1777,nosuid,nodev
