@@ -220,7 +220,10 @@ class OutTarget(unittest.TestCase):
         # A private link first (as /dev/stdout is one: /proc/self/fd/1), then the system's.
         link = self.tmp.join("stdout")
         os.symlink("/proc/self/fd/1", link)
-        for target in (link, "/dev/stdout"):  # no subTest: the first failure stops
+        # A chroot or container may have no /dev/stdout (every Debian system has it); the
+        # private link above is the same case.
+        system = ["/dev/stdout"] if os.path.lexists("/dev/stdout") else []
+        for target in [link] + system:  # no subTest: the first failure stops
             before = os.lstat(target)
             p, want = self.open_to(target)
             self.assertEqual(p.returncode, 0, p.err)
